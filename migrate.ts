@@ -52,7 +52,7 @@ export interface Options {
   schema: string;
   /** Create the schema and tables when they do not exist. */
   createSchema: boolean;
-  /** Rows sent to PostgreSQL per COPY write. */
+  /** Rows read from SQLite per call; more is a little faster and holds more memory. */
   batchSize: number;
   /** `fail` (default) or `null`: store SQL NULL for bad `raw_json`. */
   invalidJson: InvalidJsonPolicy;
@@ -74,15 +74,18 @@ export interface Options {
 
 /** Rows done so far for one table. */
 export interface Progress {
+  /** The table being read. */
   table: TableName;
+  /** Rows sent to PostgreSQL so far. */
   done: number;
+  /** Rows in the SQLite table. */
   total: number;
 }
 
 /** The two tables the tool moves, in load order. */
 export type TableName = "tracks" | "snapshots";
 
-/** Kinds of problem the tool reports; each has a title and a fix in {@link PROBLEM_KINDS}. */
+/** Kinds of problem the tool reports; each comes with a title and a fix. */
 export type ProblemKind =
   | "invalid-json"
   | "not-integer"
@@ -95,70 +98,111 @@ export type ProblemKind =
   | "extra-row"
   | "content-mismatch";
 
-/** One offending row. `key` is `track_id` or `track_id/snapshot_date/time_range`. */
+/** One offending row. */
 export interface Problem {
+  /** What is wrong. */
   kind: ProblemKind;
+  /** The table the row belongs to. */
   table: TableName;
+  /** The row's key: `track_id`, or `track_id/snapshot_date/time_range`. */
   key: string;
+  /** The offending column, where one is to blame. */
   column?: string;
+  /** The offending value (truncated), or what differs. */
   value?: string;
 }
 
 /** Problems of one kind: the first {@link EXAMPLES_PER_KIND} and the total. */
 export interface ProblemGroup {
+  /** What is wrong with these rows. */
   kind: ProblemKind;
+  /** One line saying what is wrong, for people. */
   title: string;
+  /** What to do about it. */
   hint: string;
+  /** How many rows have this problem. */
   total: number;
+  /** The first rows, by the order they were found or by key. */
   examples: Problem[];
 }
 
 /** Per-table outcome, as in pgloader's summary plus inserted/updated/unchanged. */
 export interface TableReport {
+  /** The table. */
   table: TableName;
+  /** Rows read from SQLite. */
   read: number;
+  /** Rows new in PostgreSQL. */
   inserted: number;
+  /** Rows whose values changed (tracks also get a new `updated_at`). */
   updated: number;
+  /** Rows already equal in PostgreSQL, left untouched. */
   unchanged: number;
+  /** Rows left out by a policy (`--orphans=skip`). */
   skipped: number;
+  /** Rows deleted from PostgreSQL by `--prune`. */
   pruned: number;
+  /** Seconds spent on this table. */
   seconds: number;
 }
 
 /** Row counts of one table on both sides. */
 export interface CountCheck {
+  /** The table. */
   table: TableName;
+  /** Rows in SQLite. */
   sqlite: number;
   /** Rows the target should hold: read minus rows skipped by a policy. */
   expected: number;
+  /** Rows in PostgreSQL. */
   postgres: number;
+}
+
+/** The seed's sample query: a track with an album, and two fields of its payload. */
+export interface Sample {
+  /** The track's name. */
+  name: string;
+  /** `raw_json->'album'->>'release_date'`. */
+  releaseDate: string | null;
+  /** `raw_json->>'explicit'`. */
+  explicit: string | null;
 }
 
 /** The result of comparing the target with its source. */
 export interface Verification {
+  /** True if counts match and every row equals its source. */
   ok: boolean;
+  /** Row counts per table. */
   counts: CountCheck[];
   /** Tracks whose `raw_json` is a JSONB object. */
   jsonObjects: number;
-  /** The seed's sample query: `raw_json->'album'->>'release_date'`. */
-  sample: { name: string; releaseDate: string | null; explicit: string | null } | null;
+  /** The seed's sample query, or null when no track has an album. */
+  sample: Sample | null;
   /** Rows that differ, are missing, or exist only in the target. */
   mismatches: ProblemGroup[];
 }
 
 /** What a run did; returned by {@link migrate} and printed by the CLI. */
 export interface Report {
+  /** True if verification passed. */
   ok: boolean;
+  /** Which kind of run this was. */
   mode: Mode;
+  /** True if the transaction was committed (never for dry runs and verify-only). */
   committed: boolean;
+  /** The SQLite file read. */
   sqlitePath: string;
   /** The database URL with its password masked. */
   target: string;
+  /** The PostgreSQL schema written. */
   schema: string;
+  /** Per-table outcome, in load order. */
   tables: TableReport[];
+  /** Counts, JSONB checks and the content comparison. */
   verification: Verification;
   /** Rows changed by an opt-in policy (`--invalid-json=null`, `--orphans=skip`). */
   policies: ProblemGroup[];
+  /** Seconds for the whole run. */
   seconds: number;
 }
 
@@ -203,7 +247,7 @@ export const DEFAULTS = {
   sqlitePath: "music_time_machine.db",
   databaseUrl: "postgresql://localhost/music_time_machine_pg",
   schema: "public",
-  batchSize: 2000,
+  batchSize: 100,
   connectTimeout: 10,
 } as const;
 
@@ -329,11 +373,14 @@ const PG_TYPE_NAMES: Record<ColumnType, string> = {
   json: "jsonb",
 };
 
+const WORK_MEM = "256MB";
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const VALUE_PREVIEW_CHARS = 60;
-const COPY_FLUSH_CHARS = 1 << 20;
+// COPY data is written in pieces of about this many characters: larger
+// pieces are no faster and make V8 hold more memory.
+const COPY_FLUSH_CHARS = 1 << 15;
 
 // ---------------------------------------------------------------------------
 // 2. Configuration: flags > environment > .env > defaults, resolved once
@@ -354,7 +401,7 @@ Options:
   --prune                 delete rows that exist in PostgreSQL but not in SQLite
   --invalid-json=POLICY   fail (default) or null: store SQL NULL for raw_json that is not JSON
   --orphans=POLICY        fail (default) or skip: leave out snapshots whose track is missing
-  --batch-size N          rows per COPY write (default ${DEFAULTS.batchSize})
+  --batch-size N          rows read from SQLite per call (default ${DEFAULTS.batchSize})
   --connect-timeout SEC   give up connecting after SEC seconds (default ${DEFAULTS.connectTimeout})
   --quiet                 print only errors
   --json                  print the report as one JSON object on stdout
@@ -376,8 +423,11 @@ Examples:
 
 /** How the CLI prints, beside the {@link Options} of the run. */
 export interface OutputOptions {
+  /** Print the usage and exit. */
   help: boolean;
+  /** Print only errors. */
   quiet: boolean;
+  /** Print the report as one JSON object on stdout. */
   json: boolean;
 }
 
@@ -655,15 +705,12 @@ function hasUniqueIndexOn(db: DatabaseSync, table: TableSpec): boolean {
   });
 }
 
-/** Rows fetched per SQLite call: all() per page is ~2.5× faster than iterate(). */
-const READ_PAGE_ROWS = 1000;
-
 /**
  * Streams a table's rows as arrays in column order, followed by a bit mask
  * of the text columns that contain NUL: node:sqlite cuts text at NUL, so
  * only SQLite itself can see it.
  */
-function* readRows(source: Source, table: TableSpec): Generator<unknown[]> {
+function* readRows(source: Source, table: TableSpec, pageRows: number): Generator<unknown[]> {
   const nulChecks = table.columns.map((column, i) =>
     column.type === "integer"
       ? "0"
@@ -672,9 +719,11 @@ function* readRows(source: Source, table: TableSpec): Generator<unknown[]> {
   const columns = `${table.columns.map((c) => `"${c.name}"`).join(", ")}, ${nulChecks.join(" | ")}`;
   let read = 0;
   if (source.pageable[table.name]) {
+    // A page per all() call is ~2.5× faster than iterate(); small pages keep
+    // the payloads young, so V8 frees them without growing the heap.
     const page = prepareArrays(
       source.db,
-      `SELECT ${columns}, rowid FROM "${table.name}" WHERE rowid > ? ORDER BY rowid LIMIT ${READ_PAGE_ROWS}`,
+      `SELECT ${columns}, rowid FROM "${table.name}" WHERE rowid > ? ORDER BY rowid LIMIT ${pageRows}`,
     );
     let rows = page.all(-1);
     while (rows.length > 0) {
@@ -1016,7 +1065,6 @@ async function copyInto(
   tx: Tx,
   target: string,
   lines: Iterable<string>,
-  batchSize: number,
   onFlush: () => void,
 ): Promise<void> {
   const stream = await tx.unsafe(`COPY ${target} FROM STDIN`).writable();
@@ -1025,19 +1073,17 @@ async function copyInto(
     stream.on("error", reject);
   });
   let chunk = "";
-  let inChunk = 0;
   const flush = async () => {
     if (chunk === "") return;
     // postgres.js's pipeline() misbehaves under Deno; write/drain/end does not.
     if (!stream.write(chunk)) await new Promise((resolve) => stream.once("drain", resolve));
     onFlush();
     chunk = "";
-    inChunk = 0;
   };
   try {
     for (const line of lines) {
       chunk += line;
-      if (++inChunk >= batchSize || chunk.length >= COPY_FLUSH_CHARS) await flush();
+      if (chunk.length >= COPY_FLUSH_CHARS) await flush();
     }
     await flush();
   } catch (error) {
@@ -1107,7 +1153,7 @@ function* stagingLines(
     text: c.type === "text",
   }));
   for (const c of fingerprint) stream.print.sums[c.name] = 0;
-  for (const row of readRows(source, table)) {
+  for (const row of readRows(source, table, options.batchSize)) {
     const clean = validateRow(table, row, options, log.problems, log.policies);
     const trackId = row[trackIdIndex];
     if (trackIdIndex >= 0 && typeof trackId === "string" && !trackIds.has(trackId)) {
@@ -1399,7 +1445,12 @@ async function runInTransaction(
       const tableStarted = performance.now();
       step(`writing ${table.name}`);
       const report = reports.get(table)!;
-      const { inserted, updated } = await writeTable(tx, table, diff);
+      const { inserted, updated } = await writeTable(
+        tx,
+        table,
+        diff,
+        report.read - report.skipped,
+      );
       report.inserted = inserted;
       report.updated = updated;
       report.seconds += (performance.now() - tableStarted) / 1000;
@@ -1479,7 +1530,7 @@ async function stageSource(
       options.onProgress?.({ table: s.table.name, done: s.sent, total: s.total });
     }
   };
-  await copyInto(tx, STAGING, interleave(streams), options.batchSize, progress);
+  await copyInto(tx, STAGING, interleave(streams), progress);
   for (const s of streams) s.sent = s.total;
   progress();
   source.db.exec("COMMIT");
@@ -1539,6 +1590,11 @@ async function prepareTarget(tx: Tx, options: Options): Promise<void> {
   // Unqualified names below resolve in the target schema; staging tables
   // are temporary and resolve in pg_temp first.
   await tx`SET LOCAL search_path TO ${tx(options.schema)}`;
+  // The diff and the key-ordered insert sort and hash whole tables; with the
+  // default 4 MB they spill to disk. This is the server's memory, for this
+  // transaction only.
+  await tx.unsafe(`SET LOCAL work_mem = '${WORK_MEM}'`);
+  await tx.unsafe(`SET LOCAL maintenance_work_mem = '${WORK_MEM}'`);
   if (options.createSchema) {
     for (const table of TABLES) await tx.unsafe(targetDdl(table));
   }
@@ -1593,40 +1649,69 @@ async function assertStagedIntact(tx: Tx, table: TableSpec, sent: Fingerprint): 
   }
 }
 
-/** Below this many new rows, per-row foreign key checks cost less than re-validating. */
+/** Below this many new rows, per-row index and key checks cost less than rebuilding. */
 const BULK_INSERT_ROWS = 10_000;
 const INSUFFICIENT_PRIVILEGE = "42501";
 
 /**
- * Writes one table: updates changed rows, then inserts missing ones. A bulk
- * insert into an empty table checks its foreign keys once, set-based,
- * instead of once per row: they are dropped and re-created (validated) inside
- * this transaction, so no one ever sees the table without them. Without the
- * privilege for that, the per-row checks stay.
+ * Constraints that a bulk load into an empty table may suspend: its foreign
+ * keys, and its primary key and unique constraints unless another table's
+ * foreign key depends on them. Foreign keys first: they go first and come back
+ * last, once the keys they check are indexed.
+ */
+const SUSPENDABLE_CONSTRAINTS = `
+  SELECT c.conname AS name, pg_get_constraintdef(c.oid) AS definition
+  FROM pg_constraint c
+  WHERE c.conrelid = $1::regclass
+    AND (c.contype = 'f' OR (c.contype IN ('p', 'u') AND NOT EXISTS (
+      SELECT FROM pg_constraint r WHERE r.contype = 'f' AND r.confrelid = c.conrelid)))
+  ORDER BY c.contype = 'f' DESC`;
+
+/**
+ * Fresh statistics for a table just filled, so that the foreign key check and
+ * the verification plan joins for its real size (autovacuum has not seen it).
+ */
+async function analyzeKeys(tx: Tx, table: TableSpec): Promise<void> {
+  await tx.unsafe(`ANALYZE ${q(table.name)} (${table.key.map(q).join(", ")})`);
+}
+
+/**
+ * Writes one table: updates changed rows, then inserts missing ones.
+ *
+ * A bulk load into an empty table drops the table's suspendable constraints,
+ * inserts, and re-creates them: one index build and one set-based foreign key
+ * check instead of one of each per row. All of it happens inside this
+ * transaction, so no one ever sees the table without them, and re-creating
+ * validates every row. Without the privilege for that, rows go in one by one.
  */
 async function writeTable(
   tx: Tx,
   table: TableSpec,
   diff: Diff,
+  staged: number,
 ): Promise<{ inserted: number; updated: number }> {
   const updated = diff.differ > 0 ? (await tx.unsafe(updateSql(table))).count : 0;
-  const insert = async () => ({ inserted: (await tx.unsafe(insertSql(table))).count, updated });
-  if (diff.missing < BULK_INSERT_ROWS) return insert();
-  const foreignKeys = await tx`
-    SELECT conname AS name, pg_get_constraintdef(oid) AS definition FROM pg_constraint
-    WHERE conrelid = ${table.name}::regclass AND contype = 'f'
-      AND NOT EXISTS (SELECT FROM ${tx(table.name)})`;
-  if (foreignKeys.length === 0) return insert();
+  const insert = async () => {
+    const inserted = (await tx.unsafe(insertSql(table))).count;
+    if (inserted >= BULK_INSERT_ROWS) await analyzeKeys(tx, table);
+    return { inserted, updated };
+  };
+  const emptyTarget = diff.missing === staged && diff.extra === 0 && diff.differ === 0;
+  if (!emptyTarget || staged < BULK_INSERT_ROWS) return insert();
+  const constraints = await tx.unsafe(SUSPENDABLE_CONSTRAINTS, [table.name]);
+  if (constraints.length === 0) return insert();
   try {
     return await tx.savepoint(async (sp) => {
-      for (const fk of foreignKeys) {
-        await sp.unsafe(`ALTER TABLE ${q(table.name)} DROP CONSTRAINT ${q(fk.name)}`);
+      for (const c of constraints) {
+        await sp.unsafe(`ALTER TABLE ${q(table.name)} DROP CONSTRAINT ${q(c.name)}`);
       }
-      const inserted = (await sp.unsafe(insertSql(table))).count;
-      for (const fk of foreignKeys) {
-        await sp.unsafe(
-          `ALTER TABLE ${q(table.name)} ADD CONSTRAINT ${q(fk.name)} ${fk.definition}`,
-        );
+      const inserted = (await sp.unsafe(
+        `INSERT INTO ${q(table.name)} (${columnList(table)})
+         SELECT ${columnList(table)} FROM ${stagingName(table)}`,
+      )).count;
+      await analyzeKeys(sp, table);
+      for (const c of [...constraints].reverse()) {
+        await sp.unsafe(`ALTER TABLE ${q(table.name)} ADD CONSTRAINT ${q(c.name)} ${c.definition}`);
       }
       return { inserted, updated };
     });
@@ -1652,12 +1737,19 @@ const CONNECTION_HINTS: Record<string, string> = {
   ECONNRESET: "the connection was lost; the transaction was rolled back, rerun to complete",
 };
 
+// postgres.js reports a server without TLS as a reset during the TLS handshake.
+const TLS_REFUSED = /secure TLS connection|SSL/i;
+const TLS_REFUSED_HINT =
+  "the server does not accept TLS: drop sslmode=require from DATABASE_URL, or turn ssl on in the server";
+
 /** Every failure becomes a MigrationError with the password removed. */
 function asMigrationError(error: unknown, url: string): MigrationError {
   if (error instanceof MigrationError) return error;
   const code = (error as { code?: string })?.code ?? "";
-  const message = redact(`PostgreSQL (${maskUrl(url)}): ${errorMessage(error)}`, url);
-  const hint = CONNECTION_HINTS[code] ??
+  const text = errorMessage(error);
+  const message = redact(`PostgreSQL (${maskUrl(url)}): ${text}`, url);
+  const hint = (code === "ECONNRESET" && TLS_REFUSED.test(text) ? TLS_REFUSED_HINT : undefined) ??
+    CONNECTION_HINTS[code] ??
     "nothing was written: the transaction was rolled back";
   return new MigrationError(code in CONNECTION_HINTS ? "connection" : "config", message, hint);
 }

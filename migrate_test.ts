@@ -932,6 +932,14 @@ Deno.test("kill -9 in the middle leaves the target as it was; a rerun completes 
     const rerun = await runCli(env.flags);
     assert.equal(rerun.code, 0, rerun.stderr);
     assert.deepEqual(await counts(env), [3000, 120000]);
+    // The bulk load re-created the constraints it suspended, under their names.
+    const constraints = await env.sql`
+      SELECT conname, contype FROM pg_constraint
+      WHERE conrelid = ${`${env.schema}.snapshots`}::regclass ORDER BY conname`;
+    assert.deepEqual(constraints.map((c) => [c.conname, c.contype]), [
+      ["snapshots_pkey", "p"],
+      ["snapshots_track_id_fkey", "f"],
+    ]);
   });
 });
 
