@@ -886,35 +886,166 @@ function checkCalendarDate(text: string): boolean {
   return day <= daysInMonth;
 }
 
-const JSON_ESCAPE = /\\(?:u([0-9a-fA-F]{4})|.)/g;
+// A JSON validator with PostgreSQL's JSONB rules. It decides without building
+// anything: JSON.parse would allocate about three times the payload in
+// throwaway objects, which is most of this tool's garbage. The text itself
+// is sent as written, so numbers such as 12345678901234567890 keep their
+// digits.
+
+const IN_ARRAY = 1;
+const IN_OBJECT = 2;
+// numeric's limits: digits before the decimal point, digits after it.
+const NUMERIC_MAX_INTEGER_DIGITS = 131072;
+const NUMERIC_MAX_SCALE = 16383;
+// numeric_in refuses exponents from INT_MAX / 2 on.
+const NUMERIC_MAX_EXPONENT = 1_073_741_823;
+
+const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
+const isHex = (c: number) => isDigit(c) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
+
+function skipSpace(text: string, i: number): number {
+  for (let c = text.charCodeAt(i); c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;) {
+    c = text.charCodeAt(++i);
+  }
+  return i;
+}
+
+/** The code of the `\uXXXX` escape at i, or -1. */
+function unicodeEscape(text: string, i: number): number {
+  if (text.charCodeAt(i) !== 0x5c || text.charCodeAt(i + 1) !== 0x75) return -1;
+  for (let k = i + 2; k < i + 6; k++) if (!isHex(text.charCodeAt(k))) return -1;
+  return parseInt(text.slice(i + 2, i + 6), 16);
+}
 
 /**
- * True if PostgreSQL's JSONB accepts the text. The text is sent as written,
- * never re-serialised, so numbers such as 12345678901234567890 keep their
- * digits; JSON.parse only judges it. JSONB additionally rejects `\u0000` and
- * unpaired UTF-16 surrogate escapes, which JavaScript accepts.
+ * Index after the string starting at i (a quote), or -1. JSONB refuses
+ * `\u0000` and surrogate escapes that are not a high-low pair.
  */
+function skipString(text: string, i: number): number {
+  for (let j = i + 1;;) {
+    const c = text.charCodeAt(j);
+    if (c === 0x22) return j + 1;
+    if (c < 0x20 || c !== c) return -1; // control character, or the end (NaN)
+    if (c !== 0x5c) {
+      j++;
+      continue;
+    }
+    const e = text.charCodeAt(j + 1);
+    if (e !== 0x75) {
+      // \" \\ \/ \b \f \n \r \t
+      if (
+        e !== 0x22 && e !== 0x5c && e !== 0x2f && e !== 0x62 && e !== 0x66 && e !== 0x6e &&
+        e !== 0x72 && e !== 0x74
+      ) return -1;
+      j += 2;
+      continue;
+    }
+    const code = unicodeEscape(text, j);
+    if (code <= 0 || (code >= 0xdc00 && code <= 0xdfff)) return -1;
+    if (code >= 0xd800 && code <= 0xdbff) {
+      const low = unicodeEscape(text, j + 6);
+      if (low < 0xdc00 || low > 0xdfff) return -1;
+      j += 12;
+    } else {
+      j += 6;
+    }
+  }
+}
+
+/** Index after the number starting at i, or -1; also -1 beyond numeric's range. */
+function skipNumber(text: string, i: number): number {
+  let j = text.charCodeAt(i) === 0x2d ? i + 1 : i;
+  const integerStart = j;
+  if (text.charCodeAt(j) === 0x30) j++;
+  else if (isDigit(text.charCodeAt(j))) { while (isDigit(text.charCodeAt(j))) j++; }
+  else return -1;
+  const integerDigits = j - integerStart;
+  let fractionDigits = 0;
+  if (text.charCodeAt(j) === 0x2e) {
+    const fractionStart = ++j;
+    while (isDigit(text.charCodeAt(j))) j++;
+    fractionDigits = j - fractionStart;
+    if (fractionDigits === 0) return -1;
+  }
+  const mantissaEnd = j;
+  let exponent = 0;
+  const e = text.charCodeAt(j);
+  if (e === 0x65 || e === 0x45) {
+    const sign = text.charCodeAt(++j) === 0x2d ? -1 : 1;
+    if (text.charCodeAt(j) === 0x2b || text.charCodeAt(j) === 0x2d) j++;
+    if (!isDigit(text.charCodeAt(j))) return -1;
+    while (isDigit(text.charCodeAt(j))) {
+      if (exponent < NUMERIC_MAX_EXPONENT) exponent = exponent * 10 + text.charCodeAt(j) - 0x30;
+      j++;
+    }
+    exponent *= sign;
+  }
+  if (Math.abs(exponent) >= NUMERIC_MAX_EXPONENT) return -1;
+  if (fractionDigits - exponent > NUMERIC_MAX_SCALE) return -1;
+  if (integerDigits + exponent > NUMERIC_MAX_INTEGER_DIGITS) {
+    // Leading zeros do not count: find the first significant digit.
+    let leading = integerDigits + exponent;
+    for (let k = integerStart; k < mantissaEnd && leading > NUMERIC_MAX_INTEGER_DIGITS; k++) {
+      const c = text.charCodeAt(k);
+      if (c === 0x2e) continue;
+      if (c !== 0x30) return -1;
+      leading--;
+    }
+  }
+  return j;
+}
+
+/** Index of the value after an object key and its colon, or -1. */
+function skipKey(text: string, i: number): number {
+  if (text.charCodeAt(i) !== 0x22) return -1;
+  i = skipSpace(text, skipString(text, i));
+  return text.charCodeAt(i) === 0x3a ? skipSpace(text, i + 1) : -1;
+}
+
+/** True if PostgreSQL's JSONB accepts the text (RFC 8259 plus JSONB's limits). */
 function isJsonbText(text: string): boolean {
-  try {
-    JSON.parse(text);
-  } catch {
-    return false;
+  const open: number[] = [];
+  let i = skipSpace(text, 0);
+  for (;;) {
+    // A value starts at i.
+    const c = text.charCodeAt(i);
+    if (c === 0x7b || c === 0x5b) {
+      const close = c === 0x7b ? 0x7d : 0x5d;
+      i = skipSpace(text, i + 1);
+      if (text.charCodeAt(i) !== close) {
+        open.push(c === 0x7b ? IN_OBJECT : IN_ARRAY);
+        if (c === 0x7b && (i = skipKey(text, i)) < 0) return false;
+        continue;
+      }
+      i++;
+    } else if (c === 0x22) {
+      i = skipString(text, i);
+    } else if (c === 0x2d || isDigit(c)) {
+      i = skipNumber(text, i);
+    } else if (text.startsWith("true", i) || text.startsWith("null", i)) {
+      i += 4;
+    } else if (text.startsWith("false", i)) {
+      i += 5;
+    } else {
+      return false;
+    }
+    if (i < 0) return false;
+    // After a value: close containers, or move to the next element.
+    for (;;) {
+      i = skipSpace(text, i);
+      if (open.length === 0) return i === text.length;
+      const inside = open[open.length - 1];
+      const c = text.charCodeAt(i);
+      if (c === 0x2c) {
+        i = skipSpace(text, i + 1);
+        if (inside === IN_OBJECT && (i = skipKey(text, i)) < 0) return false;
+        break;
+      }
+      if (c !== (inside === IN_OBJECT ? 0x7d : 0x5d)) return false;
+      open.pop();
+      i++;
+    }
   }
-  if (!text.includes("\\u")) return true;
-  let pendingHigh = false;
-  for (const match of text.matchAll(JSON_ESCAPE)) {
-    const code = match[1] === undefined ? -1 : parseInt(match[1], 16);
-    const isHigh = code >= 0xd800 && code <= 0xdbff;
-    const isLow = code >= 0xdc00 && code <= 0xdfff;
-    if (code === 0) return false;
-    if (pendingHigh && !isLow) return false;
-    if (!pendingHigh && isLow) return false;
-    // A high surrogate must be the escape right before its low half.
-    pendingHigh = isHigh &&
-      text.startsWith("\\u", (match.index ?? 0) + 6);
-    if (isHigh && !pendingHigh) return false;
-  }
-  return !pendingHigh;
 }
 
 /** Validates one source row; returns the clean row, or null after logging its problems. */
@@ -1735,6 +1866,8 @@ const CONNECTION_HINTS: Record<string, string> = {
   CONNECTION_DESTROYED:
     "the connection was lost; the transaction was rolled back, rerun to complete",
   ECONNRESET: "the connection was lost; the transaction was rolled back, rerun to complete",
+  "57P01":
+    "the server ended the connection (shutdown or pg_terminate_backend); the transaction was rolled back, rerun to complete",
 };
 
 // postgres.js reports a server without TLS as a reset during the TLS handshake.
@@ -1952,6 +2085,16 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  // postgres.js 3.4.9 can throw from a timer after the server ends the
+  // connection (porsager/postgres#1154, #1208), out of reach of any await.
+  // The transaction ended with the connection, so say that and stop.
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    console.error(
+      `error: the connection to PostgreSQL was lost (${event.message}); the transaction was rolled back, nothing was written\nfix: ${CONNECTION_HINTS.CONNECTION_CLOSED}`,
+    );
+    Deno.exit(2);
+  });
   // Ctrl-C ends the process; PostgreSQL rolls back the open transaction when
   // the connection drops, so the target stays as it was.
   Deno.addSignalListener("SIGINT", () => {

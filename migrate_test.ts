@@ -361,6 +361,82 @@ Deno.test("migrate() keeps big and precise JSON numbers digit for digit", async 
   });
 });
 
+/** Payloads at JSONB's edges, and random mutations of them (deterministic). */
+function jsonCandidates(count: number): string[] {
+  const edges = [
+    '{"a": [1, 2.5, -3e2, true, false, null, "x\\"y\\\\z\\/\\b\\f\\n\\r\\t\\u00e9\\ud83c\\udfb5"], "b": {}}',
+    "1e131071", // numeric's largest magnitude
+    "1e131072", // one digit too many for numeric
+    "0.0001e131075",
+    "0.000e1310721", // zero fits whatever the exponent
+    "1e-16383",
+    "0.1e-16383", // one decimal too many for numeric
+    '"\\ud800"', // lone high surrogate
+    '"\\udc00\\ud800"', // lone low surrogate
+    '"\\u0000"', // JSONB cannot store NUL
+    '"\\\\u0000"', // an escaped backslash, then text
+    '"\\uD83C\\uDFB5"',
+    " [ ] ",
+    "[1,]",
+    "01",
+    "1.",
+    "-",
+    "NaN",
+    '"tab\there"',
+    '{"a":1,"a":2}',
+    "nulls",
+  ];
+  const alphabet = [...'{}[],:"\\u01-.eE+ ntd8c'];
+  let seed = 42;
+  const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const candidates = [...edges];
+  while (candidates.length < count) {
+    let text = edges[Math.floor(random() * 12)];
+    for (let edit = 0; edit < 1 + Math.floor(random() * 3); edit++) {
+      const at = Math.floor(random() * (text.length + 1));
+      const c = alphabet[Math.floor(random() * alphabet.length)];
+      const r = random();
+      text = text.slice(0, at) + (r < 0.7 ? c : "") + text.slice(r < 0.4 ? at : at + 1);
+    }
+    candidates.push(text);
+  }
+  return candidates;
+}
+
+Deno.test("raw_json is refused exactly when PostgreSQL's JSONB would refuse it", async () => {
+  await withTarget(async (env) => {
+    const candidates = jsonCandidates(1500).filter((text) => text.trim() !== "");
+    writeSqlite(env.sqlitePath, candidates.map((raw, i) => track(`j${i}`, { raw_json: raw })), []);
+    const report = await migrate({ ...env.options, invalidJson: "null" });
+    assert.equal(report.ok, true);
+    const rows = await env.sql.unsafe(`SELECT track_id, raw_json::text FROM ${env.schema}.tracks`);
+    const stored = new Map(rows.map((r) => [r.track_id, r.raw_json]));
+    let refused = 0;
+    for (const [i, text] of candidates.entries()) {
+      let accepted = true;
+      try {
+        await env.sql.begin((tx) => tx`SELECT ${text}::text::jsonb`);
+      } catch {
+        accepted = false;
+      }
+      const got = stored.get(`j${i}`);
+      if (!accepted) {
+        refused++;
+        assert.equal(
+          got,
+          null,
+          `refused by PostgreSQL, so stored as NULL: ${JSON.stringify(text)}`,
+        );
+        continue;
+      }
+      const [{ same }] = await env.sql`SELECT ${got}::text::jsonb = ${text}::text::jsonb AS same`;
+      assert.ok(same, `accepted by PostgreSQL and stored equal: ${JSON.stringify(text)}`);
+    }
+    assert.ok(refused > 100 && refused < candidates.length - 100, `${refused} refused`);
+    assert.equal(report.policies[0].total, refused);
+  });
+});
+
 Deno.test("a rerun over unchanged data rewrites nothing and keeps updated_at", async () => {
   await withTarget(async (env) => {
     writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a"), snapshot("b")]);
@@ -973,6 +1049,61 @@ Deno.test("two runs at the same time: the second waits, then is a no-op rerun", 
     const report: Report = JSON.parse(second.stdout);
     assert.deepEqual(report.tables.map((t) => t.inserted + t.updated), [0, 0]);
     assert.deepEqual(await counts(env), [2000, 60000]);
+  });
+});
+
+Deno.test("a connection lost mid-run rolls back, exits 2 and says so", async () => {
+  await withTarget(async (env) => {
+    const [tracks, snapshots] = bulkRows(2000, 30);
+    writeSqlite(env.sqlitePath, tracks, snapshots);
+    const run = await spawnUntil(env.flags, (line) => line.startsWith("writing"));
+    await env.sql`
+      SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE pid <> pg_backend_pid() AND query LIKE '%migrate_stage%'`;
+    await run.lines.cancel();
+    const status = await run.child.status;
+    const stderr = await new Response(run.child.stderr).text();
+    assert.equal(status.code, 2, stderr);
+    assert.match(stderr, /terminating connection|connection/i);
+    assert.match(stderr, /rolled back/);
+    assert.ok(!stderr.includes("    at "), "no stack trace");
+    assert.deepEqual(await counts(env), [0, 0]);
+  });
+});
+
+Deno.test("the SQLite file is not modified, and an empty source migrates to empty tables", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [], []);
+    const before = await Deno.readFile(env.sqlitePath);
+    const report = await migrate(env.options);
+    assert.equal(report.ok, true);
+    assert.deepEqual(report.tables.map((t) => t.read), [0, 0]);
+    assert.deepEqual(await Deno.readFile(env.sqlitePath), before);
+    assert.deepEqual(await counts(env), [0, 0]);
+  });
+});
+
+Deno.test("progress is a live line on a terminal and absent on a pipe", async () => {
+  await withTarget(async (env) => {
+    const [tracks, snapshots] = bulkRows(500, 10);
+    writeSqlite(env.sqlitePath, tracks, snapshots);
+    const piped = await runCli(env.flags);
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.ok(!piped.stderr.includes("rows/s"), "no progress on a pipe");
+
+    await env.sql.unsafe(`TRUNCATE ${env.schema}.snapshots, ${env.schema}.tracks`);
+    // script(1) gives the CLI a terminal and records what it shows there.
+    const command = [Deno.execPath(), "run", "-A", "--config", DENO_JSON, MIGRATE_TS, ...env.flags]
+      .map((arg) => `'${arg}'`).join(" ");
+    const tty = await new Deno.Command("script", {
+      args: ["-qec", command, "/dev/null"],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const screen = new TextDecoder().decode(tty.stdout);
+    assert.equal(tty.code, 0, screen);
+    assert.match(screen, /tracks 500\/500 {2}snapshots 5000\/5000 {2}\d+ rows\/s {2}ETA 0s/);
   });
 });
 
