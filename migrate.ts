@@ -1,3 +1,4 @@
+#!/usr/bin/env -S deno run --allow-read --allow-write --allow-env --allow-net --allow-sys --v8-flags=--max-semi-space-size=4
 /**
  * Moves the Music Time Machine's data (`tracks`, `snapshots`) from SQLite to
  * PostgreSQL without changing its meaning: one transaction, every row
@@ -748,15 +749,6 @@ function* readRows(source: Source, table: TableSpec, pageRows: number): Generato
   }
 }
 
-/** Every track_id in SQLite, so that snapshots can be checked for orphans as they stream. */
-function readTrackIds(source: Source): Set<string> {
-  const ids = new Set<string>();
-  for (const [id] of prepareArrays(source.db, `SELECT "track_id" FROM "tracks"`).iterate()) {
-    if (typeof id === "string") ids.add(id);
-  }
-  return ids;
-}
-
 /** Keys that occur more than once, asked of SQLite only when no UNIQUE index rules them out. */
 function duplicateSourceKeys(source: Source, table: TableSpec): { key: string; count: number }[] {
   if (source.uniqueKey[table.name]) return [];
@@ -1234,7 +1226,6 @@ interface StagingStream {
   total: number;
   sent: number;
   done: boolean;
-  skipped: number;
   print: Fingerprint;
 }
 
@@ -1263,6 +1254,14 @@ function* interleave(streams: StagingStream[]): Generator<string> {
   }
 }
 
+/** What validation found, and the keys it needs later. */
+interface ValidationLog {
+  problems: ProblemLog;
+  policies: ProblemLog;
+  /** Tracks refused by validation: their snapshots are not orphans. */
+  refusedTrackIds: string[];
+}
+
 /**
  * Reads, validates and encodes one table as COPY lines for staging; rows
  * with problems are logged and never sent.
@@ -1271,13 +1270,10 @@ function* stagingLines(
   source: Source,
   stream: StagingStream,
   options: Options,
-  log: { problems: ProblemLog; policies: ProblemLog },
-  trackIds: Set<string>,
+  log: ValidationLog,
 ): Generator<string> {
   const table = stream.table;
-  const trackIdIndex = table === SNAPSHOTS
-    ? table.columns.findIndex((c) => c.name === "track_id")
-    : -1;
+  const keyIndex = table.columns.findIndex((c) => c.name === table.key[0]);
   const fingerprint = fingerprintColumns(table).map((c) => ({
     name: c.name,
     index: table.columns.indexOf(c),
@@ -1286,22 +1282,11 @@ function* stagingLines(
   for (const c of fingerprint) stream.print.sums[c.name] = 0;
   for (const row of readRows(source, table, options.batchSize)) {
     const clean = validateRow(table, row, options, log.problems, log.policies);
-    const trackId = row[trackIdIndex];
-    if (trackIdIndex >= 0 && typeof trackId === "string" && !trackIds.has(trackId)) {
-      const problem: Problem = {
-        kind: "orphan-snapshot",
-        table: table.name,
-        key: rowKey(table, row),
-      };
-      if (options.orphans === "skip") {
-        log.policies.add(problem);
-        stream.skipped++;
-      } else {
-        log.problems.add(problem);
-      }
+    if (!clean) {
+      const key = row[keyIndex];
+      if (table === TRACKS && typeof key === "string") log.refusedTrackIds.push(key);
       continue;
     }
-    if (!clean) continue;
     stream.print.rows++;
     for (const c of fingerprint) {
       const value = clean[c.index];
@@ -1311,6 +1296,36 @@ function* stagingLines(
     }
     yield stagingLine(table, clean);
   }
+}
+
+/**
+ * Snapshots whose track is not in SQLite, found set-based in the staging
+ * tables (SQLite does not enforce the foreign key). They are reported as
+ * problems, or with --orphans=skip deleted from staging and reported.
+ * Snapshots of tracks that validation refused are not orphans.
+ */
+async function checkOrphans(tx: Tx, options: Options, log: ValidationLog): Promise<number> {
+  const orphan = `NOT EXISTS (SELECT FROM ${
+    stagingName(TRACKS)
+  } t WHERE t."track_id" = s."track_id")
+    AND s."track_id" <> ALL($1::text[])`;
+  const key = keyText(SNAPSHOTS, "s");
+  const examples = await tx.unsafe(
+    `SELECT ${key} AS key, count(*) OVER ()::int AS total FROM ${stagingName(SNAPSHOTS)} s
+     WHERE ${orphan} ORDER BY ${key} COLLATE "C" LIMIT ${EXAMPLES_PER_KIND}`,
+    [log.refusedTrackIds],
+  );
+  if (examples.length === 0) return 0;
+  const into = options.orphans === "skip" ? log.policies : log.problems;
+  for (const row of examples) {
+    into.add({ kind: "orphan-snapshot", table: SNAPSHOTS.name, key: row.key });
+  }
+  into.count("orphan-snapshot", examples[0].total - examples.length);
+  if (options.orphans !== "skip") return 0;
+  const deleted = await tx.unsafe(`DELETE FROM ${stagingName(SNAPSHOTS)} s WHERE ${orphan}`, [
+    log.refusedTrackIds,
+  ]);
+  return deleted.count;
 }
 
 /** What a staged table looked like on the JavaScript side, to prove COPY carried it intact. */
@@ -1629,7 +1644,11 @@ async function stageSource(
   options: Options,
 ): Promise<{ reports: Record<TableName, TableReport>; policies: ProblemLog }> {
   const started = performance.now();
-  const log = { problems: new ProblemLog(), policies: new ProblemLog() };
+  const log: ValidationLog = {
+    problems: new ProblemLog(),
+    policies: new ProblemLog(),
+    refusedTrackIds: [],
+  };
   for (const table of TABLES) {
     for (const duplicate of duplicateSourceKeys(source, table)) {
       log.problems.add({
@@ -1640,7 +1659,6 @@ async function stageSource(
       });
     }
   }
-  const trackIds = readTrackIds(source);
   for (const ddl of stagingDdl()) await tx.unsafe(ddl);
 
   const streams = TABLES.map((table): StagingStream => {
@@ -1650,10 +1668,9 @@ async function stageSource(
       total: source.counts[table.name],
       sent: 0,
       done: false,
-      skipped: 0,
       print: { rows: 0, sums: {} },
     };
-    stream.lines = stagingLines(source, stream, options, log, trackIds);
+    stream.lines = stagingLines(source, stream, options, log);
     return stream;
   });
   const progress = () => {
@@ -1665,6 +1682,8 @@ async function stageSource(
   for (const s of streams) s.sent = s.total;
   progress();
   source.db.exec("COMMIT");
+  for (const s of streams) await assertStagedIntact(tx, s.table, s.print);
+  const skipped = await checkOrphans(tx, options, log);
 
   if (log.problems.total > 0) {
     throw new MigrationError(
@@ -1677,7 +1696,6 @@ async function stageSource(
   const seconds = (performance.now() - started) / 1000;
   const reports = {} as Record<TableName, TableReport>;
   for (const s of streams) {
-    await assertStagedIntact(tx, s.table, s.print);
     await tx.unsafe(`ANALYZE ${stagingName(s.table)}`);
     reports[s.table.name] = {
       table: s.table.name,
@@ -1685,7 +1703,7 @@ async function stageSource(
       inserted: 0,
       updated: 0,
       unchanged: 0,
-      skipped: s.skipped,
+      skipped: s.table === SNAPSHOTS ? skipped : 0,
       pruned: 0,
       seconds,
     };

@@ -707,6 +707,13 @@ const BAD_INPUT: BadCase[] = [
     key: "bad",
   },
   {
+    name: "raw_json that is not JSON, in a track that has snapshots (they are no orphans)",
+    tracks: [...GOOD, track("bad", { raw_json: "{oops" })],
+    snapshots: [snapshot("bad"), snapshot("good")],
+    kind: "invalid-json",
+    key: "bad",
+  },
+  {
     name: "orphan snapshot",
     tracks: GOOD,
     snapshots: [snapshot("good"), snapshot("ghost")],

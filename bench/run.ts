@@ -122,14 +122,20 @@ function ceilingRun(tsv: Record<string, string>) {
   ]);
 }
 
+/**
+ * Exactly the command `deno task migrate` runs (its V8 flags matter for
+ * memory), with absolute paths.
+ */
+function migrateCommand(): string[] {
+  const task: string = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks.migrate;
+  return task.split(" ").map((word, i) =>
+    i === 0 ? Deno.execPath() : word === "migrate.ts" ? `${ROOT}migrate.ts` : word
+  );
+}
+
 async function migrateRun(db: string) {
   const result = await timed([
-    Deno.execPath(),
-    "run",
-    "-A",
-    "--config",
-    `${ROOT}deno.json`,
-    `${ROOT}migrate.ts`,
+    ...migrateCommand(),
     "--sqlite",
     db,
     "--database-url",
