@@ -455,6 +455,27 @@ Deno.test("a rerun over unchanged data rewrites nothing and keeps updated_at", a
   });
 });
 
+Deno.test("raw_json that is equal as JSONB counts as unchanged, even when stored differently", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a", { raw_json: '{"n": 1.0}' }), track("b")], []);
+    await migrate(env.options);
+    // Equal as JSONB (numeric 1.0 = 1.00) but not the same bytes on disk.
+    await env.sql.unsafe(
+      `UPDATE ${env.schema}.tracks SET raw_json = '{"n": 1.00}' WHERE track_id = 'a';
+       UPDATE ${env.schema}.tracks SET raw_json = '{"n": 2}' WHERE track_id = 'b'`,
+    );
+    const verified = await verify(env.options);
+    assert.deepEqual(
+      verified.verification.mismatches.flatMap((g) => g.examples.map((p) => p.key)),
+      ["b"],
+    );
+    const report = await migrate(env.options);
+    assert.deepEqual(report.tables[0].updated, 1);
+    assert.deepEqual(report.tables[0].unchanged, 1);
+    assert.equal(report.ok, true);
+  });
+});
+
 Deno.test("a rerun picks up changed, new and fixed source rows", async () => {
   await withTarget(async (env) => {
     writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a"), snapshot("b")]);
