@@ -118,15 +118,20 @@ function trackObject(rand: () => number, id: string) {
   };
 }
 
-/** Writes the data set to a new SQLite file at `path` (replacing it). */
+/** Writes the data set to a new SQLite file at `path`; refuses if the file exists. */
 export function generate(size: Size, path: string): void {
   const { tracks, snapshots } = SIZES[size];
   const rand = random(20240101);
-  try {
-    Deno.removeSync(path);
-  } catch {
-    // not there yet
-  }
+  // Never overwrite: the path may be someone's real app database.
+  const exists = (() => {
+    try {
+      Deno.statSync(path);
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  if (exists) throw new Error(`${path} already exists; not overwriting it`);
   const db = new DatabaseSync(path);
   db.exec(`
     PRAGMA journal_mode = WAL;
@@ -186,7 +191,12 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const started = performance.now();
-  generate(size as Size, path);
+  try {
+    generate(size as Size, path);
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
   console.log(
     `${path}: ${size} ${JSON.stringify(SIZES[size as Size])} in ${
       ((performance.now() - started) / 1000).toFixed(1)
