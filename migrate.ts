@@ -375,6 +375,7 @@ const PG_TYPE_NAMES: Record<ColumnType, string> = {
 };
 
 const WORK_MEM = "256MB";
+const SQLITE_BUSY_TIMEOUT_MS = 10_000;
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
@@ -598,6 +599,7 @@ function redact(text: string, url: string): string {
 
 /** SQLite source opened read-only inside one read transaction. */
 interface Source {
+  path: string;
   db: DatabaseSync;
   counts: Record<TableName, number>;
   /** Whether SQLite itself guarantees the table's key is unique. */
@@ -630,6 +632,8 @@ function openSource(path: string): Source {
   let db: DatabaseSync;
   try {
     db = new DatabaseSync(path, { readOnly: true });
+    // The app may be committing right now: wait for it rather than fail.
+    db.exec(`PRAGMA busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
     // BEGIN + a first read pins one snapshot of the whole file: both tables
     // are read as of the same moment while the app keeps writing.
     db.exec("BEGIN");
@@ -641,17 +645,32 @@ function openSource(path: string): Source {
       "check SQLITE_PATH points at the app's .db file",
     );
   }
-  const counts = {} as Record<TableName, number>;
-  const uniqueKey = {} as Record<TableName, boolean>;
-  const pageable = {} as Record<TableName, boolean>;
-  for (const table of TABLES) {
-    pageable[table.name] = checkSourceColumns(db, table);
-    counts[table.name] = Number(
-      (db.prepare(`SELECT count(*) AS n FROM "${table.name}"`).get() as { n: number }).n,
-    );
-    uniqueKey[table.name] = hasUniqueIndexOn(db, table);
+  try {
+    const counts = {} as Record<TableName, number>;
+    const uniqueKey = {} as Record<TableName, boolean>;
+    const pageable = {} as Record<TableName, boolean>;
+    for (const table of TABLES) {
+      pageable[table.name] = checkSourceColumns(db, table);
+      counts[table.name] = Number(
+        (db.prepare(`SELECT count(*) AS n FROM "${table.name}"`).get() as { n: number }).n,
+      );
+      uniqueKey[table.name] = hasUniqueIndexOn(db, table);
+    }
+    return { path, db, counts, uniqueKey, pageable };
+  } catch (error) {
+    db.close();
+    throw asSqliteError(error, path);
   }
-  return { db, counts, uniqueKey, pageable };
+}
+
+/** SQLite's own errors (locked, corrupt, I/O) as one line that names the file. */
+function asSqliteError(error: unknown, path: string): MigrationError {
+  if (error instanceof MigrationError) return error;
+  return new MigrationError(
+    "config",
+    `SQLite ${path}: ${errorMessage(error)}`,
+    "check the file is the app's database and readable; run PRAGMA integrity_check on it",
+  );
 }
 
 /** Checks the table has the columns we need; returns whether it can be paged by rowid. */
@@ -726,18 +745,27 @@ function* readRows(source: Source, table: TableSpec, pageRows: number): Generato
       source.db,
       `SELECT ${columns}, rowid FROM "${table.name}" WHERE rowid > ? ORDER BY rowid LIMIT ${pageRows}`,
     );
-    let rows = page.all(-1);
-    while (rows.length > 0) {
+    const fetch = (after: unknown) => {
+      try {
+        return page.all(after);
+      } catch (error) {
+        throw asSqliteError(error, source.path);
+      }
+    };
+    for (let rows = fetch(-1); rows.length > 0; rows = fetch(rows[rows.length - 1].at(-1))) {
       read += rows.length;
       yield* rows;
-      rows = page.all(rows[rows.length - 1].at(-1));
     }
   } else {
-    for (
-      const row of prepareArrays(source.db, `SELECT ${columns} FROM "${table.name}"`).iterate()
-    ) {
-      read++;
-      yield row;
+    try {
+      for (
+        const row of prepareArrays(source.db, `SELECT ${columns} FROM "${table.name}"`).iterate()
+      ) {
+        read++;
+        yield row;
+      }
+    } catch (error) {
+      throw asSqliteError(error, source.path);
     }
   }
   if (read !== source.counts[table.name]) {
@@ -757,10 +785,14 @@ function duplicateSourceKeys(source: Source, table: TableSpec): { key: string; c
     source.db,
     `SELECT ${keys}, count(*) FROM "${table.name}" GROUP BY ${keys} HAVING count(*) > 1`,
   );
-  return statement.all().map((row) => ({
-    key: row.slice(0, -1).map(String).join("/"),
-    count: Number(row.at(-1)),
-  }));
+  try {
+    return statement.all().map((row) => ({
+      key: row.slice(0, -1).map(String).join("/"),
+      count: Number(row.at(-1)),
+    }));
+  } catch (error) {
+    throw asSqliteError(error, source.path);
+  }
 }
 
 // ---------------------------------------------------------------------------
