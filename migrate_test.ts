@@ -921,6 +921,25 @@ Deno.test("TLS: a server that requires it refuses plain connections; sslmode=req
   });
 });
 
+Deno.test("a user who may write but not alter the tables still bulk-loads, row by row", async () => {
+  await withTarget(async (env) => {
+    const [tracks, snapshots] = bulkRows(1000, 12); // 12,000 snapshots: the bulk path
+    writeSqlite(env.sqlitePath, tracks, snapshots);
+    // mtm_writer (from .ci/setup-postgres) owns nothing; it gets only what a writer needs.
+    await env.sql.unsafe(`GRANT USAGE ON SCHEMA ${env.schema} TO mtm_writer;
+      GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${env.schema} TO mtm_writer`);
+    const url = new URL(TEST_DATABASE_URL);
+    url.username = "mtm_writer";
+    const result = await runCli([...env.flags, "--database-url", url.href]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(await counts(env), [1000, 12000]);
+    const [{ n }] = await env.sql`
+      SELECT count(*)::int AS n FROM pg_constraint
+      WHERE conrelid = ${`${env.schema}.snapshots`}::regclass`;
+    assert.equal(n, 2, "primary and foreign key untouched");
+  });
+});
+
 Deno.test("rows only in PostgreSQL stop the run unless --prune deletes them", async () => {
   await withTarget(async (env) => {
     writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a"), snapshot("b")]);
