@@ -1259,11 +1259,17 @@ async function copyInto(
     stream.on("finish", resolve);
     stream.on("error", reject);
   });
+  // Awaited below; until then, a failure (the connection lost mid-COPY) must
+  // not count as an unhandled rejection, which would end the process.
+  finished.catch(() => {});
   let chunk = "";
   const flush = async () => {
     if (chunk === "") return;
     // postgres.js's pipeline() misbehaves under Deno; write/drain/end does not.
-    if (!stream.write(chunk)) await new Promise((resolve) => stream.once("drain", resolve));
+    // A stream that fails never drains: stop waiting when it finishes or fails.
+    if (!stream.write(chunk)) {
+      await Promise.race([new Promise((resolve) => stream.once("drain", resolve)), finished]);
+    }
     onFlush();
     chunk = "";
   };
@@ -1958,6 +1964,8 @@ const CONNECTION_HINTS: Record<string, string> = {
   CONNECTION_DESTROYED:
     "the connection was lost; the transaction was rolled back, rerun to complete",
   ECONNRESET: "the connection was lost; the transaction was rolled back, rerun to complete",
+  ECANCELED: "the connection was lost; the transaction was rolled back, rerun to complete",
+  EPIPE: "the connection was lost; the transaction was rolled back, rerun to complete",
   "57P01":
     "the server ended the connection (shutdown or pg_terminate_backend); the transaction was rolled back, rerun to complete",
 };
@@ -2154,16 +2162,19 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     const failure = error instanceof MigrationError ? error : asMigrationError(error, url);
     if (output.json) {
-      console.log(JSON.stringify({
-        ok: false,
-        error: {
-          kind: failure.kind,
-          message: failure.message,
-          hint: failure.hint,
-          problems: failure.problems,
-        },
-        report: failure.report,
-      }));
+      console.log(redact(
+        JSON.stringify({
+          ok: false,
+          error: {
+            kind: failure.kind,
+            message: failure.message,
+            hint: failure.hint,
+            problems: failure.problems,
+          },
+          report: failure.report,
+        }),
+        url,
+      ));
     }
     const lines = [
       `error: ${failure.message}`,
@@ -2180,10 +2191,14 @@ if (import.meta.main) {
   // postgres.js 3.4.9 can throw from a timer after the server ends the
   // connection (porsager/postgres#1154, #1208), out of reach of any await.
   // The transaction ended with the connection, so say that and stop.
+  // Anything else uncaught is a bug of ours: still one line, never a trace.
   globalThis.addEventListener("error", (event) => {
     event.preventDefault();
+    const fromPostgres = /postgres\/src\/connection\.js/.test(String(event.error?.stack));
     console.error(
-      `error: the connection to PostgreSQL was lost (${event.message}); the transaction was rolled back, nothing was written\nfix: ${CONNECTION_HINTS.CONNECTION_CLOSED}`,
+      fromPostgres
+        ? `error: the connection to PostgreSQL was lost (${event.message}); the transaction was rolled back, nothing was written\nfix: ${CONNECTION_HINTS.CONNECTION_CLOSED}`
+        : `error: unexpected: ${event.message}; nothing was committed\nfix: please report this as a bug`,
     );
     Deno.exit(2);
   });

@@ -1118,6 +1118,29 @@ Deno.test("a connection lost mid-run rolls back, exits 2 and says so", async () 
   });
 });
 
+Deno.test("a connection lost while COPY streams rolls back, exits 2 and says so", async () => {
+  await withTarget(async (env) => {
+    const [tracks, snapshots] = bulkRows(4000, 40);
+    writeSqlite(env.sqlitePath, tracks, snapshots);
+    const run = await spawnUntil(env.flags, (line) => line.startsWith("reading"));
+    let terminated = 0;
+    for (let tries = 0; tries < 250 && terminated === 0; tries++) {
+      terminated = (await env.sql`
+        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE pid <> pg_backend_pid() AND query LIKE 'COPY migrate_stage%'`).length;
+      if (terminated === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(terminated, 1, "the COPY was caught in flight");
+    await run.lines.cancel();
+    const status = await run.child.status;
+    const stderr = await new Response(run.child.stderr).text();
+    assert.equal(status.code, 2, stderr);
+    assert.match(stderr, /connection was lost; the transaction was rolled back/);
+    assert.ok(!stderr.includes("    at "), "no stack trace");
+    assert.deepEqual(await counts(env), [0, 0]);
+  });
+});
+
 Deno.test("the SQLite file is not modified, and an empty source migrates to empty tables", async () => {
   await withTarget(async (env) => {
     writeSqlite(env.sqlitePath, [], []);
