@@ -375,6 +375,7 @@ const PG_TYPE_NAMES: Record<ColumnType, string> = {
 };
 
 const WORK_MEM = "256MB";
+const APPLICATION_NAME = "migrate.ts";
 const SQLITE_BUSY_TIMEOUT_MS = 10_000;
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
@@ -1776,6 +1777,8 @@ function connect(options: Options): Sql {
     max: 1,
     connect_timeout: options.connectTimeout,
     onnotice: () => {},
+    // Lets a DBA see the run in pg_stat_activity; PGAPPNAME or the URL still win.
+    connection: Deno.env.get("PGAPPNAME") ? {} : { application_name: APPLICATION_NAME },
   });
 }
 

@@ -1044,12 +1044,14 @@ Deno.test("kill -9 in the middle leaves the target as it was; a rerun completes 
   await withTarget(async (env) => {
     const [tracks, snapshots] = bulkRows(3000, 40);
     writeSqlite(env.sqlitePath, tracks, snapshots);
-    const run = await spawnUntil(env.flags, (line) => line.startsWith("writing snapshots"));
-    assert.match(run.seen(), /writing snapshots/, "killed after tracks were written");
-    run.child.kill("SIGKILL");
-    await run.child.status;
-    await run.lines.cancel();
-    await run.child.stderr.cancel();
+    const gate = await holdSnapshotInserts(env);
+    const run = cliCommand(env.flags).spawn();
+    await gate.waitingPid(); // tracks are written, snapshots are being written
+    run.kill("SIGKILL");
+    await run.status;
+    await gate.release();
+    await run.stdout.cancel();
+    await run.stderr.cancel();
     assert.deepEqual(await counts(env), [0, 0]);
 
     const rerun = await runCli(env.flags);
@@ -1070,11 +1072,14 @@ Deno.test("Ctrl-C in the middle rolls back and says so", async () => {
   await withTarget(async (env) => {
     const [tracks, snapshots] = bulkRows(2000, 30);
     writeSqlite(env.sqlitePath, tracks, snapshots);
-    const run = await spawnUntil(env.flags, (line) => line.startsWith("writing"));
-    run.child.kill("SIGINT");
-    const status = await run.child.status;
-    await run.lines.cancel();
-    const stderr = await new Response(run.child.stderr).text();
+    const gate = await holdSnapshotInserts(env);
+    const run = cliCommand(env.flags).spawn();
+    await gate.waitingPid();
+    run.kill("SIGINT");
+    const status = await run.status;
+    await gate.release();
+    await run.stdout.cancel();
+    const stderr = await new Response(run.stderr).text();
     assert.equal(status.code, 130);
     assert.match(stderr, /interrupted: the transaction was rolled back/);
     assert.deepEqual(await counts(env), [0, 0]);
@@ -1085,15 +1090,21 @@ Deno.test("two runs at the same time: the second waits, then is a no-op rerun", 
   await withTarget(async (env) => {
     const [tracks, snapshots] = bulkRows(2000, 30);
     writeSqlite(env.sqlitePath, tracks, snapshots);
-    const first = await spawnUntil(env.flags, (line) => line.startsWith("reading"));
-    const second = await runCli([...env.flags, "--json"]);
-    await first.lines.cancel();
-    const firstStatus = await first.child.status;
-    await first.child.stderr.cancel();
-    assert.equal(firstStatus.code, 0);
-    assert.equal(second.code, 0, second.stderr);
-    assert.match(second.stderr, /another migration into schema .* is running; waiting/);
-    const report: Report = JSON.parse(second.stdout);
+    const gate = await holdSnapshotInserts(env);
+    const first = cliCommand(env.flags).spawn();
+    await gate.waitingPid(); // the first run holds the target
+    const second = cliCommand([...env.flags, "--json"]).spawn();
+    await waitForLockWaits(env, 2); // the second waits for it
+    await gate.release();
+    const [firstResult, secondResult] = await Promise.all([first.output(), second.output()]);
+    const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+    assert.equal(firstResult.code, 0, decode(firstResult.stderr));
+    assert.equal(secondResult.code, 0, decode(secondResult.stderr));
+    assert.match(
+      decode(secondResult.stderr),
+      /another migration into schema .* is running; waiting/,
+    );
+    const report: Report = JSON.parse(decode(secondResult.stdout));
     assert.deepEqual(report.tables.map((t) => t.inserted + t.updated), [0, 0]);
     assert.deepEqual(await counts(env), [2000, 60000]);
   });
@@ -1103,20 +1114,55 @@ Deno.test("a connection lost mid-run rolls back, exits 2 and says so", async () 
   await withTarget(async (env) => {
     const [tracks, snapshots] = bulkRows(2000, 30);
     writeSqlite(env.sqlitePath, tracks, snapshots);
-    const run = await spawnUntil(env.flags, (line) => line.startsWith("writing"));
-    await env.sql`
-      SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-      WHERE pid <> pg_backend_pid() AND query LIKE '%migrate_stage%'`;
-    await run.lines.cancel();
-    const status = await run.child.status;
-    const stderr = await new Response(run.child.stderr).text();
+    // A trigger makes the run wait inside its INSERT into snapshots, after tracks were written, on
+    // an advisory lock this test holds: the connection is cut at that exact point, not by timing.
+    const gate = await holdSnapshotInserts(env);
+    const run = cliCommand(env.flags).spawn();
+    const pid = await gate.waitingPid();
+    await env.sql`SELECT pg_terminate_backend(${pid})`;
+    await gate.release();
+    const status = await run.status;
+    const stderr = await new Response(run.stderr).text();
+    await run.stdout.cancel();
     assert.equal(status.code, 2, stderr);
-    assert.match(stderr, /terminating connection|connection/i);
-    assert.match(stderr, /rolled back/);
+    assert.match(stderr, /connection was lost; the transaction was rolled back/);
     assert.ok(!stderr.includes("    at "), "no stack trace");
     assert.deepEqual(await counts(env), [0, 0]);
   });
 });
+
+/** Waits until `count` sessions wait for an advisory lock; returns their pids. */
+async function waitForLockWaits(env: Env, count: number): Promise<number[]> {
+  for (let tries = 0; tries < 1500; tries++) {
+    const waiting = await env.sql`
+      SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted ORDER BY pid`;
+    if (waiting.length >= count) return waiting.map((row) => row.pid);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`${count} session(s) never came to wait for a lock`);
+}
+
+/** Installs a statement trigger that makes INSERTs into snapshots wait until release(). */
+async function holdSnapshotInserts(env: Env) {
+  const key = 4_2424_2424;
+  await env.sql.unsafe(`
+    CREATE FUNCTION ${env.schema}.gate() RETURNS trigger LANGUAGE plpgsql
+      AS 'BEGIN PERFORM pg_advisory_xact_lock(${key}); RETURN NULL; END';
+    CREATE TRIGGER gate BEFORE INSERT ON ${env.schema}.snapshots
+      FOR EACH STATEMENT EXECUTE FUNCTION ${env.schema}.gate()`);
+  const holder = await env.sql.reserve();
+  await holder`SELECT pg_advisory_lock(${key})`;
+  return {
+    async waitingPid(): Promise<number> {
+      const [waiting] = await waitForLockWaits(env, 1);
+      return waiting;
+    },
+    async release() {
+      await holder`SELECT pg_advisory_unlock(${key})`;
+      holder.release();
+    },
+  };
+}
 
 Deno.test("a connection lost while COPY streams rolls back, exits 2 and says so", async () => {
   await withTarget(async (env) => {
