@@ -1172,19 +1172,24 @@ function stagingDdl(): string[] {
 }
 
 /**
- * Payloads staged for a first run are copied into the target as they are, so
- * they stay compressed, as the target keeps them. When the target already
- * has tracks, payloads are mostly compared, not copied: stored uncompressed,
- * they cost PostgreSQL neither a compression now nor a decompression in the
- * comparison (a rerun of the large data set: 12.3 s → 10.4 s).
+ * Payloads are compressed once, in staging, with lz4 where the server has it:
+ * PostgreSQL copies a compressed value into the target as it is, and lz4 is
+ * much cheaper than the default pglz both ways (the large data set's tracks
+ * stage in 4.5 s instead of 6.8 s, and read back twice as fast in the
+ * comparison). Without lz4, payloads stay compressed for a first run, where
+ * they are copied, and uncompressed when the target already has tracks,
+ * where they are mostly compared (a rerun of the large data set: 12.3 s →
+ * 10.4 s).
  */
 async function chooseStagingStorage(tx: Tx): Promise<void> {
-  const [{ filled }] = await tx.unsafe(`SELECT EXISTS (SELECT FROM ${q(TRACKS.name)}) AS filled`);
-  if (!filled) return;
+  const [{ filled, lz4 }] = await tx.unsafe(`SELECT
+      EXISTS (SELECT FROM ${q(TRACKS.name)}) AS filled,
+      EXISTS (SELECT FROM pg_settings
+              WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) AS lz4`);
+  const storage = lz4 ? "SET COMPRESSION lz4" : filled ? "SET STORAGE EXTERNAL" : null;
+  if (storage === null) return;
   for (const column of TRACKS.columns.filter((c) => c.type === "json")) {
-    await tx.unsafe(
-      `ALTER TABLE ${stagingName(TRACKS)} ALTER COLUMN ${q(column.name)} SET STORAGE EXTERNAL`,
-    );
+    await tx.unsafe(`ALTER TABLE ${stagingName(TRACKS)} ALTER COLUMN ${q(column.name)} ${storage}`);
   }
 }
 
