@@ -122,10 +122,7 @@ function ceilingRun(tsv: Record<string, string>) {
   ]);
 }
 
-/**
- * Exactly the command `deno task migrate` runs (its V8 flags matter for
- * memory), with absolute paths.
- */
+/** Exactly the command `deno task migrate` runs, with absolute paths. */
 function migrateCommand(): string[] {
   const task: string = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks.migrate;
   return task.split(" ").map((word, i) =>
