@@ -1763,6 +1763,10 @@ export async function migrate(options: Partial<Options> = {}): Promise<Report> {
   const started = performance.now();
   const source = openSource(resolved.sqlitePath);
   const sql = connect(resolved);
+  // Seconds to let the connection close politely. After a failure nothing is
+  // worth waiting for: a query cut off with its connection never settles,
+  // and would hold the exit for the whole timeout.
+  let closeTimeout = 5;
   try {
     await checkConnection(sql, resolved);
     return await sql.begin(async (tx) => {
@@ -1773,10 +1777,11 @@ export async function migrate(options: Partial<Options> = {}): Promise<Report> {
     }) as Report;
   } catch (error) {
     if (error instanceof Rollback) return error.report;
+    closeTimeout = 0;
     throw asMigrationError(error, resolved.databaseUrl);
   } finally {
     source.db.close();
-    await sql.end({ timeout: 5 });
+    await sql.end({ timeout: closeTimeout });
   }
 }
 
