@@ -2240,7 +2240,9 @@ function runCliInWorker(args: string[]): void {
   });
   worker.on("message", (code: number) => Deno.exit(code));
   worker.on("error", (error: Error) => {
-    console.error(`error: unexpected: ${error.message}; nothing was committed`);
+    console.error(
+      `error: unexpected: ${error.message}; nothing was committed\nfix: please report this as a bug`,
+    );
     Deno.exit(2);
   });
   worker.on("exit", () => Deno.exit(2));
