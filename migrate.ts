@@ -2226,6 +2226,10 @@ export async function main(args: string[]): Promise<number> {
 const CLI_YOUNG_GENERATION_MIB = 12;
 const CLI_WORKER = "migrate.ts CLI";
 
+/** What an uncaught error, a bug of ours, prints: one line and a fix, never a trace. */
+const unexpectedError = (message: string) =>
+  `error: unexpected: ${message}; nothing was committed\nfix: please report this as a bug`;
+
 /** The CLI runs in a worker thread, so that its heap has the limit above. */
 function runCliInWorker(args: string[]): void {
   // Ctrl-C ends the process; PostgreSQL rolls back the open transaction when
@@ -2240,9 +2244,7 @@ function runCliInWorker(args: string[]): void {
   });
   worker.on("message", (code: number) => Deno.exit(code));
   worker.on("error", (error: Error) => {
-    console.error(
-      `error: unexpected: ${error.message}; nothing was committed\nfix: please report this as a bug`,
-    );
+    console.error(unexpectedError(error.message));
     Deno.exit(2);
   });
   worker.on("exit", () => Deno.exit(2));
@@ -2259,7 +2261,7 @@ async function cliWorker(args: string[]): Promise<void> {
     console.error(
       fromPostgres
         ? `error: the connection to PostgreSQL was lost (${event.message}); the transaction was rolled back, nothing was written\nfix: ${CONNECTION_HINTS.CONNECTION_CLOSED}`
-        : `error: unexpected: ${event.message}; nothing was committed\nfix: please report this as a bug`,
+        : unexpectedError(event.message),
     );
     parentPort!.postMessage(2);
   });
