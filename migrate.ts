@@ -960,6 +960,9 @@ function resolveConnection(
   }
   sources.password ??= "default";
   return {
+    sources: Object.fromEntries(
+      Object.values(CONNECTION_KEYWORDS).map(({ part }) => [part, sources[part]]),
+    ) as Record<ConnectionPart, SettingSource>,
     host,
     port,
     database,
@@ -970,7 +973,6 @@ function resolveConnection(
     applicationName,
     // libpq reads 0 (and negative values) as "wait forever"; postgres.js needs a number.
     connectTimeout: connectTimeout > 0 ? connectTimeout : 24 * 3600,
-    sources,
     warnings,
   };
 }
@@ -2338,8 +2340,10 @@ export function verify(options: Partial<Options> = {}): Promise<Report> {
 export interface ConnectionInfo {
   /** `user@host:port/database`, never the password. */
   target: string;
-  /** The TLS mode asked for. */
+  /** The TLS mode asked for (libpq ignores it on a Unix socket). */
   sslmode: SslMode;
+  /** True for a Unix-domain socket. */
+  socket: boolean;
   /** True if the connection is encrypted (TLS). */
   encrypted: boolean;
   /** What was verified of the server's certificate. */
@@ -2406,6 +2410,7 @@ async function connect(options: Options): Promise<Sql> {
       options.onConnect?.({
         target: describeConnection(connection),
         sslmode: connection.sslmode,
+        socket,
         encrypted: attempt !== "plain",
         verified: attempt === "verify-full"
           ? "certificate and host name"
@@ -2960,7 +2965,9 @@ export async function main(args: string[]): Promise<number> {
 
 /** The line after connecting: is it encrypted, and was the server verified? */
 function connectedLine(info: ConnectionInfo): string {
-  const tls = !info.encrypted
+  const tls = info.socket
+    ? "Unix socket, not encrypted"
+    : !info.encrypted
     ? "not encrypted"
     : info.verified === "nothing"
     ? "encrypted (TLS), server certificate not verified"
