@@ -2407,6 +2407,16 @@ async function connect(options: Options): Promise<Sql> {
     });
     try {
       await sql`SELECT 1`;
+    } catch (error) {
+      await sql.end({ timeout: 0 });
+      const code = (error as { code?: unknown })?.code;
+      const last = i === attempts.length - 1;
+      if (last || typeof code !== "string" || NOT_RETRIED.has(code)) {
+        throw asMigrationError(error, connection);
+      }
+      continue;
+    }
+    try {
       options.onConnect?.({
         target: describeConnection(connection),
         sslmode: connection.sslmode,
@@ -2418,14 +2428,11 @@ async function connect(options: Options): Promise<Sql> {
           ? "certificate"
           : "nothing",
       });
-      return sql;
     } catch (error) {
       await sql.end({ timeout: 0 });
-      const code = (error as { code?: string })?.code ?? "";
-      if (i === attempts.length - 1 || NOT_RETRIED.has(code)) {
-        throw asMigrationError(error, connection);
-      }
+      throw error;
     }
+    return sql;
   }
   throw new Error("unreachable: no connection attempt");
 }
