@@ -209,7 +209,7 @@ export interface Report {
   committed: boolean;
   /** The SQLite file read. */
   sqlitePath: string;
-  /** The database URL with its password masked. */
+  /** The PostgreSQL connection as `user@host:port/database`, never the password. */
   target: string;
   /** The PostgreSQL schema written. */
   schema: string;
@@ -1112,7 +1112,10 @@ const SHORT_SECRET = 4;
 function redact(text: string, connection: ConnectionSettings | undefined): string {
   const password = connection?.password;
   if (!password) return text;
-  const spellings = [...new Set([password, encodeURIComponent(password)])];
+  // As written, percent-encoded, and as it stands inside a JSON string.
+  const spellings = [
+    ...new Set([password, encodeURIComponent(password), JSON.stringify(password).slice(1, -1)]),
+  ];
   let redacted = text;
   for (const secret of spellings) {
     if (secret.length >= SHORT_SECRET) {

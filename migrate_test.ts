@@ -1825,6 +1825,20 @@ testNeeding("TLS: each sslmode against the test server, verified with the test C
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, /encrypted \(TLS\), server certificate not verified/);
     });
+    await t.step(
+      "require verifies the chain when ~/.postgresql/root.crt exists, as in libpq",
+      async () => {
+        await Deno.mkdir(`${env.dir}/.postgresql`);
+        await Deno.copyFile(TEST_SSLROOTCERT, `${env.dir}/.postgresql/root.crt`);
+        try {
+          const result = await run(url("require")); // runCliWith's HOME is env.dir
+          assert.equal(result.code, 0, result.stderr);
+          assert.match(result.stdout, /server certificate verified \(sslmode=require\)/);
+        } finally {
+          await Deno.remove(`${env.dir}/.postgresql`, { recursive: true });
+        }
+      },
+    );
     await t.step("prefer (the default) connects encrypted", async () => {
       const u = new URL(url("prefer", { user: "mtm_tls" }));
       u.searchParams.delete("sslmode");
