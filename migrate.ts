@@ -2405,6 +2405,12 @@ async function connect(options: Options): Promise<Sql> {
       // Supabase, Neon) may hand each transaction another server connection.
       prepare: false,
       fetch_types: true,
+      // postgres.js reads PGDEBUG, PGKEEP_ALIVE, PGSSLNEGOTIATION… when these are absent.
+      debug: false,
+      keep_alive: 60,
+      publications: "alltables",
+      // Not in postgres.js's types: the usual SSLRequest, never direct TLS.
+      ...{ sslnegotiation: null },
       onnotice: () => {},
       connection: { application_name: connection.applicationName },
     });

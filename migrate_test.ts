@@ -1603,7 +1603,13 @@ Deno.test("CLI: PG* variables decide when DATABASE_URL is unset or empty; --verb
       PGPASSWORD: PG.password,
     };
     await t.step("DATABASE_URL unset", async () => {
-      const result = await runCliWith([...flagsWithoutUrl(env), "--verbose"], pg, env.dir);
+      // Variables only postgres.js reads (not libpq) have no effect.
+      const extra = { PGSSLNEGOTIATION: "direct", PGDEBUG: "1", PGPREPARE: "true" };
+      const result = await runCliWith(
+        [...flagsWithoutUrl(env), "--verbose"],
+        { ...pg, ...extra },
+        env.dir,
+      );
       assert.equal(result.code, 0, result.stderr);
       assert.ok(
         result.stdout.includes(`→ ${PG.user}@${PG.host}:${PG.port}/${PG.database} (schema`),
