@@ -1080,24 +1080,34 @@ function describeSources(connection: ConnectionSettings): string[] {
  */
 export function maskUrl(url: string): string {
   if (!URL_SCHEME.test(url)) {
-    return url.replace(
-      /(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|(?:[^\s'\\]|\\.)*)/g,
-      "$1***",
-    );
+    try {
+      return Object.entries(parseConninfo(url))
+        .map(([key, value]) => `${key}=${key === "password" ? "***" : conninfoValue(value)}`)
+        .join(" ");
+    } catch {
+      return "(a connection string that cannot be parsed)";
+    }
   }
+  // The same split as parseConnectionUrl, keeping everything but the password as written.
   const scheme = URL_SCHEME.exec(url)![0];
   const rest = url.slice(scheme.length);
   const authorityEnd = rest.search(/[/?]/);
   let authority = authorityEnd < 0 ? rest : rest.slice(0, authorityEnd);
-  let tail = authorityEnd < 0 ? "" : rest.slice(authorityEnd);
+  const tail = authorityEnd < 0 ? "" : rest.slice(authorityEnd);
   const at = authority.lastIndexOf("@");
   const colon = authority.slice(0, Math.max(at, 0)).indexOf(":");
   if (at >= 0 && colon >= 0) authority = `${authority.slice(0, colon)}:***${authority.slice(at)}`;
   const query = tail.indexOf("?");
-  if (query >= 0) {
-    tail = tail.slice(0, query) + tail.slice(query).replace(/([?&]password=)[^&]*/g, "$1***");
-  }
-  return `${scheme}${authority}${tail}`;
+  if (query < 0) return `${scheme}${authority}${tail}`;
+  const pairs = tail.slice(query + 1).split("&").map((pair) =>
+    decodeUriPart(pair.split("=")[0]) === "password" ? "password=***" : pair
+  );
+  return `${scheme}${authority}${tail.slice(0, query)}?${pairs.join("&")}`;
+}
+
+/** A conninfo value, quoted where libpq needs quotes. */
+function conninfoValue(value: string): string {
+  return /^[^\s'\\]+$/.test(value) ? value : `'${value.replace(/['\\]/g, "\\$&")}'`;
 }
 
 /** Passwords shorter than this are removed only where they stand beside `:…@` or `password=`. */

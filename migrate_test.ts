@@ -1141,7 +1141,10 @@ Deno.test("a connection lost mid-run rolls back, exits 2 and says so", async () 
 async function waitForLockWaits(env: Env, count: number): Promise<number[]> {
   for (let tries = 0; tries < 1500; tries++) {
     const waiting = await env.sql`
-      SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted ORDER BY pid`;
+      SELECT pid FROM pg_locks
+      WHERE locktype = 'advisory' AND NOT granted
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY pid`;
     if (waiting.length >= count) return waiting.map((row) => row.pid);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -1179,7 +1182,8 @@ Deno.test("a connection lost while COPY streams rolls back, exits 2 and says so"
     for (let tries = 0; tries < 250 && terminated === 0; tries++) {
       terminated = (await env.sql`
         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE pid <> pg_backend_pid() AND query LIKE 'COPY migrate_stage%'`).length;
+        WHERE pid <> pg_backend_pid() AND datname = current_database()
+          AND query LIKE 'COPY migrate_stage%'`).length;
       if (terminated === 0) await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(terminated, 1, "the COPY was caught in flight");
@@ -1590,6 +1594,9 @@ Deno.test("maskUrl() parses: unencoded @, ?password= and key=value strings are m
     "host=h password=*** user=u",
   );
   assert.equal(maskUrl("host=h password=abc"), "host=h password=***");
+  assert.equal(maskUrl("dbname = 'my db'  password = x"), "dbname='my db' password=***");
+  assert.equal(maskUrl("host=h 'oops password=x"), "(a connection string that cannot be parsed)");
+  assert.equal(maskUrl("postgresql://h/db?%70assword=x"), "postgresql://h/db?password=***");
 });
 
 Deno.test("CLI: PG* variables decide when DATABASE_URL is unset or empty; --verbose and --json name the sources", async (t) => {
