@@ -2309,6 +2309,7 @@ export async function migrate(options: Partial<Options> = {}): Promise<Report> {
   // connection it resolved from the environment too.
   resolved.connection = options.connection ??
     { ...resolveConnection(resolved.databaseUrl, "DATABASE_URL", {}) };
+  resolved.connectTimeout = options.connectTimeout ?? resolved.connection.connectTimeout;
   const started = performance.now();
   const source = openSource(resolved.sqlitePath);
   let sql: Sql | undefined;
@@ -3037,10 +3038,15 @@ const STOP_SIGNALS: readonly [Deno.Signal, number, string][] = [
 /** The CLI runs in a worker thread, so that its heap has the limit above. */
 function runCliInWorker(args: string[]): void {
   for (const [signal, code, what] of STOP_SIGNALS) {
-    Deno.addSignalListener(signal, () => {
-      console.error(`\n${what}: the transaction was rolled back, nothing was written`);
-      Deno.exit(code);
-    });
+    try {
+      Deno.addSignalListener(signal, () => {
+        console.error(`\n${what}: the transaction was rolled back, nothing was written`);
+        Deno.exit(code);
+      });
+    } catch (error) {
+      // Windows knows SIGINT but not SIGTERM or SIGHUP.
+      if (!(error instanceof TypeError)) throw error;
+    }
   }
   const worker = new Worker(new URL(import.meta.url), {
     workerData: { role: CLI_WORKER, args },

@@ -2067,12 +2067,16 @@ Deno.test("--lock-timeout gives up waiting for another run: one error, exit 2, n
     await other`BEGIN`;
     await other`SELECT pg_advisory_xact_lock(hashtext(${`migrate.ts:${env.schema}`}))`;
     try {
-      const result = await runCli([...env.flags, "--lock-timeout", "1"]);
+      // 6 s: long enough to see the waiting line repeated after 5 s.
+      const result = await runCli([...env.flags, "--lock-timeout", "6"]);
       assert.equal(result.code, 2, result.stderr);
-      assert.match(result.stdout, /another migration into schema .* is running; waiting/);
+      assert.match(
+        result.stdout,
+        /another migration into schema \S+ is running; waiting for it to finish\nstill waiting for the other migration into schema \S+ \(5 s\)\n$/,
+      );
       assert.match(
         result.stderr,
-        /^error: gave up after waiting 1 s for another migration into schema \S+; nothing was written\nfix: .*--lock-timeout/,
+        /^error: gave up after waiting 6 s for another migration into schema \S+; nothing was written\nfix: .*--lock-timeout/,
       );
       assert.deepEqual(await counts(env), [0, 0]);
     } finally {
