@@ -952,6 +952,13 @@ function resolveConnection(
   const sslrootcert = fallback("sslrootcert", `${home ?? "~"}/.postgresql/root.crt`);
   const applicationName = fallback("applicationName", APPLICATION_NAME);
   const connectTimeout = Number(fallback("connectTimeout", String(DEFAULTS.connectTimeout)));
+  if (!Number.isInteger(connectTimeout)) {
+    throw new MigrationError(
+      "config",
+      `connect_timeout ${values.connectTimeout} (from ${sources.connectTimeout}) is not a whole number of seconds`,
+      "give whole seconds, e.g. PGCONNECT_TIMEOUT=10 (0 waits without limit)",
+    );
+  }
   let password = values.password;
   if (password === undefined) {
     const file = env.PGPASSFILE || (home ? `${home}/.pgpass` : undefined);

@@ -1524,6 +1524,7 @@ Deno.test("connection settings: URL or key=value first, then PG* variables, pass
         ["postgresql://h/db?sslmode=sometimes", /sslmode sometimes .* is not one of disable/],
         ["postgresql://h/db?pgbouncer=true", /does not know: pgbouncer/],
         ["postgresql://h:port/db", /port port .* is not a port number/],
+        ["postgresql://h/db?connect_timeout=soon", /connect_timeout soon .* not a whole number/],
         ["host=h 'oops", /neither a postgresql:\/\/ URL nor key=value/],
       ] as const
     ) {
