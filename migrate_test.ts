@@ -2121,3 +2121,41 @@ Deno.test("--version, the usage line, exit codes in --help, and exit 70 for our 
     assert.deepEqual(await counts(env), [0, 0]);
   });
 });
+
+Deno.test("a one-letter password does not wreck messages", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    writeSqlite(`${dir}/app.db`, [track("a")], []);
+    const result = await runCliWith(
+      ["--sqlite", `${dir}/app.db`, "--json"],
+      { DATABASE_URL: "postgresql://u:p@127.0.0.1:1/db" },
+      dir,
+    );
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(
+      result.stderr,
+      /^error: PostgreSQL \(u@127\.0\.0\.1:1\/db, sslmode=prefer\): connect ECONNREFUSED/,
+    );
+    assert.match(result.stderr, /fix: is PostgreSQL running, and are host and port/);
+    assert.equal(JSON.parse(result.stdout).error.kind, "connection");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: `the compiled binary calls itself migrate in --help${
+    binary.ignored ? ` (ignored: ${binary.ignored})` : ""
+  }`,
+  ignore: binary.ignored !== undefined,
+  fn: async () => {
+    const { code, stdout } = await new Deno.Command(binary.path, {
+      args: ["--help"],
+      stdout: "piped",
+    }).output();
+    assert.equal(code, 0);
+    const text = new TextDecoder().decode(stdout);
+    assert.match(text, /^Usage: migrate \[options\]$/m);
+    assert.match(text, /^ {2}migrate --verify-only --json$/m);
+  },
+});
