@@ -31,7 +31,10 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { parseArgs } from "node:util";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { userInfo } from "node:os";
+import { checkServerIdentity } from "node:tls";
 import postgres from "postgres";
+import denoJson from "./deno.json" with { type: "json" };
 
 // ---------------------------------------------------------------------------
 // ---------------------------------------------------------------------------
@@ -52,8 +55,16 @@ export type Mode = "migrate" | "dry-run" | "verify-only";
 export interface Options {
   /** Path of the SQLite database (env `SQLITE_PATH`). */
   sqlitePath: string;
-  /** PostgreSQL connection URL (env `DATABASE_URL`); `sslmode` is honoured. */
+  /**
+   * PostgreSQL connection URL or libpq `key=value` string (env `DATABASE_URL`).
+   * Used alone when {@link Options.connection} is not given.
+   */
   databaseUrl: string;
+  /**
+   * The connection resolved with libpq's rules (URL, PG* variables, password
+   * file, defaults); {@link resolveOptions} fills it in for the CLI.
+   */
+  connection?: ConnectionSettings;
   /** PostgreSQL schema holding `tracks` and `snapshots`. */
   schema: string;
   /** Create the schema and the tutorial's tables when they do not exist. */
@@ -77,6 +88,10 @@ export interface Options {
   rejectFile?: string;
   /** Seconds to wait for a PostgreSQL connection. */
   connectTimeout: number;
+  /** Seconds to wait for another run on the same schema; wait without limit when absent. */
+  lockTimeout?: number;
+  /** Called once connected: the target, and whether TLS is on and verified. */
+  onConnect?: (info: ConnectionInfo) => void;
   /** Called with progress while rows are read and sent. */
   onProgress?: (progress: Progress) => void;
   /** Called with one line per step ("reading tracks", "waiting for lock"). */
@@ -226,7 +241,7 @@ export interface Report {
   committed: boolean;
   /** The SQLite file read. */
   sqlitePath: string;
-  /** The database URL with its password masked. */
+  /** The PostgreSQL connection as `user@host:port/database`, never the password. */
   target: string;
   /** The PostgreSQL schema written. */
   schema: string;
@@ -242,8 +257,11 @@ export interface Report {
   seconds: number;
 }
 
-/** Why a run stopped. `exitCode` is 1 for data, 2 for usage/setup/connection. */
-export type ErrorKind = "usage" | "config" | "connection" | "data" | "verification";
+/**
+ * Why a run stopped. `exitCode` is 1 for data, 2 for usage/setup/connection,
+ * 70 for an internal error (a bug of ours).
+ */
+export type ErrorKind = "usage" | "config" | "connection" | "data" | "verification" | "internal";
 
 /** The one error type of this tool: a message for the user, a hint, an exit code. */
 export class MigrationError extends Error {
@@ -272,8 +290,9 @@ export class MigrationError extends Error {
     this.report = report;
   }
 
-  /** 1 for data problems and verification mismatches, 2 otherwise. */
+  /** 1 for data problems and verification mismatches, 70 for our bugs, 2 otherwise. */
   get exitCode(): number {
+    if (this.kind === "internal") return EXIT_INTERNAL;
     return this.kind === "data" || this.kind === "verification" ? 1 : 2;
   }
 }
@@ -286,6 +305,9 @@ export const DEFAULTS = {
   batchSize: 100,
   connectTimeout: 10,
 } as const;
+
+/** Exit code of an internal error, a bug of ours (EX_SOFTWARE in sysexits.h). */
+const EXIT_INTERNAL = 70;
 
 /** How many rows of each problem kind are named in messages and reports. */
 export const EXAMPLES_PER_KIND = 20;
@@ -511,50 +533,181 @@ const COPY_FLUSH_CHARS = 1 << 15;
 // 2. Configuration: flags > environment > .env > defaults, resolved once
 // ---------------------------------------------------------------------------
 
-/** What the CLI understands; `--help` prints this. */
-export const USAGE = `migrate.ts: move the Music Time Machine from SQLite to PostgreSQL
+/** One command-line flag, declared once: it drives both the parser and `--help`. */
+interface FlagSpec {
+  /** The long name, without `--`. */
+  name: string;
+  type: "string" | "boolean";
+  short?: string;
+  /** How the value is written in `--help`: `" PATH"` or `"=POLICY"`. */
+  value?: string;
+  /** One line for `--help`; defaults belong in it. */
+  help: string;
+}
 
-Usage: deno run -A migrate.ts [options]
+/** Every flag of the CLI. Adding one here adds it to the parser and to `--help`. */
+const FLAGS: readonly FlagSpec[] = [
+  {
+    name: "sqlite",
+    type: "string",
+    value: " PATH",
+    help: `SQLite database to read (env SQLITE_PATH; default ${DEFAULTS.sqlitePath})`,
+  },
+  {
+    name: "database-url",
+    type: "string",
+    value: " URL",
+    help: `PostgreSQL URL or libpq key=value string (env DATABASE_URL; see below)`,
+  },
+  {
+    name: "schema",
+    type: "string",
+    value: " NAME",
+    help: `PostgreSQL schema holding the tables (default ${DEFAULTS.schema})`,
+  },
+  {
+    name: "create-schema",
+    type: "boolean",
+    help: "create the schema and tables if they do not exist",
+  },
+  {
+    name: "dry-run",
+    type: "boolean",
+    help: "do everything inside the transaction, print what would change, roll back",
+  },
+  {
+    name: "verify-only",
+    type: "boolean",
+    help: "compare the target with SQLite without writing anything",
+  },
+  {
+    name: "prune",
+    type: "boolean",
+    help: "delete rows that exist in PostgreSQL but not in SQLite",
+  },
+  {
+    name: "ignore-columns",
+    type: "string",
+    value: " LIST",
+    help:
+      "SQLite columns with no column in PostgreSQL, not to migrate: table.column or column, comma-separated",
+  },
+  {
+    name: "reject-file",
+    type: "string",
+    value: " PATH",
+    help: "write every problem row to PATH: JSON lines, or CSV when PATH ends in .csv",
+  },
+  {
+    name: "invalid-json",
+    type: "string",
+    value: "=POLICY",
+    help: "fail (default) or null: store SQL NULL for raw_json that is not JSON",
+  },
+  {
+    name: "orphans",
+    type: "string",
+    value: "=POLICY",
+    help: "fail (default) or skip: leave out snapshots whose track is missing",
+  },
+  {
+    name: "batch-size",
+    type: "string",
+    value: " N",
+    help: `rows read from SQLite per call (default ${DEFAULTS.batchSize})`,
+  },
+  {
+    name: "connect-timeout",
+    type: "string",
+    value: " SEC",
+    help:
+      `give up connecting after SEC seconds (env PGCONNECT_TIMEOUT; default ${DEFAULTS.connectTimeout})`,
+  },
+  {
+    name: "lock-timeout",
+    type: "string",
+    value: " SEC",
+    help: "give up after SEC seconds waiting for another run on the same schema (default: wait)",
+  },
+  { name: "quiet", type: "boolean", help: "print only errors" },
+  { name: "verbose", type: "boolean", help: "also say where each connection setting came from" },
+  { name: "json", type: "boolean", help: "print the report as one JSON object on stdout" },
+  { name: "version", type: "boolean", help: "print the version and exit" },
+  { name: "help", type: "boolean", short: "h", help: "show this help" },
+];
+
+/** Exit codes of the CLI, for `--help` (two to a line) and the README. */
+const EXIT_CODES: readonly string[] = [
+  "0 success",
+  "1 data problem or verification mismatch",
+  "2 usage, configuration or connection error",
+  `${EXIT_INTERNAL} internal error (a bug: please report it)`,
+  "129 SIGHUP, 130 SIGINT (Ctrl-C), 143 SIGTERM: rolled back",
+];
+
+// `deno compile` runs the module from a directory named deno-compile-<binary>.
+const COMPILED: boolean = import.meta.url.includes("/deno-compile-") ||
+  !/^deno(\.exe)?$/.test(Deno.execPath().split(/[\\/]/).at(-1) ?? "");
+/** How the user started this program, for the usage text. */
+const PROGRAM: string = COMPILED ? "migrate" : "deno run -A migrate.ts";
+/** The version in deno.json. */
+const VERSION: string = denoJson.version;
+
+function exitCodeHelp(): string {
+  const lines = [];
+  for (let i = 0; i < EXIT_CODES.length; i += 2) lines.push(EXIT_CODES.slice(i, i + 2).join(", "));
+  return lines.join(",\n            ");
+}
+
+function flagHelp(): string {
+  const lines = FLAGS.map((flag) => {
+    const name = `${flag.short ? `-${flag.short}, ` : ""}--${flag.name}${flag.value ?? ""}`;
+    return `  ${name.padEnd(24)}${flag.help}`;
+  });
+  return lines.join("\n");
+}
+
+/** What the CLI understands; `--help` prints this. */
+export const USAGE: string =
+  `migrate.ts ${VERSION}: move the Music Time Machine from SQLite to PostgreSQL
+
+Usage: ${PROGRAM} [options]
 
 Options:
-  --sqlite PATH           SQLite database to read (env SQLITE_PATH; default music_time_machine.db)
-  --database-url URL      PostgreSQL URL (env DATABASE_URL; default postgresql://localhost/music_time_machine_pg)
-  --schema NAME           PostgreSQL schema holding the tables (default public)
-  --create-schema         create the schema and tables if they do not exist
-  --dry-run               do everything inside the transaction, print what would change, roll back
-  --verify-only           compare the target with SQLite without writing anything
-  --prune                 delete rows that exist in PostgreSQL but not in SQLite
-  --ignore-columns LIST   SQLite columns that have no column in PostgreSQL, not to migrate:
-                          table.column or column, comma-separated (default: such columns stop the run)
-  --reject-file PATH      write every problem row to PATH (JSON lines; CSV if PATH ends in .csv)
-  --invalid-json=POLICY   fail (default) or null: store SQL NULL for raw_json that is not JSON
-  --orphans=POLICY        fail (default) or skip: leave out snapshots whose track is missing
-  --batch-size N          rows read from SQLite per call (default ${DEFAULTS.batchSize})
-  --connect-timeout SEC   give up connecting after SEC seconds (default ${DEFAULTS.connectTimeout})
-  --quiet                 print only errors
-  --json                  print the report as one JSON object on stdout
-  -h, --help              show this help
+${flagHelp()}
 
 Configuration is read from flags, then the environment, then a .env file in the
-current directory (a variable already set wins over .env).
+current directory (a variable already set wins over .env). The connection follows
+libpq: DATABASE_URL (postgresql://… or host=… dbname=…), then PGHOST, PGPORT,
+PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE, PGSSLROOTCERT, PGAPPNAME,
+PGCONNECT_TIMEOUT, then the password file (PGPASSFILE or ~/.pgpass), then the
+defaults ${DEFAULTS.databaseUrl}, sslmode=prefer.
+sslmode: disable, allow, prefer (default: TLS if the server offers it), require
+(TLS, server NOT verified), verify-ca (certificate checked against sslrootcert),
+verify-full (certificate and host name checked).
 
-Exit codes: 0 success, 1 data problem or verification mismatch,
-            2 usage, configuration or connection error.
+Exit codes: ${exitCodeHelp()}.
+Nothing is committed unless the exit code is 0.
 
 Examples:
-  deno run -A migrate.ts
-  deno run -A migrate.ts --sqlite ~/app/music_time_machine.db --dry-run
-  DATABASE_URL=postgresql://app:secret@db.example.com/mtm?sslmode=require deno run -A migrate.ts
-  deno run -A migrate.ts --verify-only --json
-  deno run -A migrate.ts --schema staging --create-schema --prune
+  ${PROGRAM}
+  ${PROGRAM} --sqlite ~/app/music_time_machine.db --dry-run
+  DATABASE_URL='postgresql://app:secret@db.example.com/mtm?sslmode=verify-full' ${PROGRAM}
+  PGHOST=/var/run/postgresql PGDATABASE=mtm ${PROGRAM} --verbose
+  ${PROGRAM} --verify-only --json
+  ${PROGRAM} --schema staging --create-schema --prune
 `;
 
 /** How the CLI prints, beside the {@link Options} of the run. */
 export interface OutputOptions {
   /** Print the usage and exit. */
   help: boolean;
+  /** Print the version and exit. */
+  version: boolean;
   /** Print only errors. */
   quiet: boolean;
+  /** Say where each connection setting came from. */
+  verbose: boolean;
   /** Print the report as one JSON object on stdout. */
   json: boolean;
 }
@@ -617,53 +770,54 @@ export function resolveOptions(
   args: string[],
   env: Record<string, string | undefined>,
 ): { options: Options; output: OutputOptions } {
-  let parsed;
+  let parsed: Record<string, string | boolean | undefined>;
   try {
     parsed = parseArgs({
       args,
       strict: true,
       allowPositionals: false,
-      options: {
-        sqlite: { type: "string" },
-        "database-url": { type: "string" },
-        schema: { type: "string" },
-        "create-schema": { type: "boolean" },
-        "dry-run": { type: "boolean" },
-        "verify-only": { type: "boolean" },
-        prune: { type: "boolean" },
-        "ignore-columns": { type: "string", multiple: true },
-        "reject-file": { type: "string" },
-        "invalid-json": { type: "string" },
-        orphans: { type: "string" },
-        "batch-size": { type: "string" },
-        "connect-timeout": { type: "string" },
-        quiet: { type: "boolean" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: Object.fromEntries(
+        FLAGS.map((flag) => [
+          flag.name,
+          flag.short ? { type: flag.type, short: flag.short } : { type: flag.type },
+        ]),
+      ),
     }).values;
   } catch (error) {
     throw new MigrationError("usage", errorMessage(error), "see --help");
   }
+  const text = (name: string) => parsed[name] as string | undefined;
+  const flag = (name: string) => (parsed[name] as boolean | undefined) ?? false;
+  const urlFlag = text("database-url");
+  const connectTimeoutFlag = text("connect-timeout");
+  const connection = resolveConnection(
+    urlFlag ?? env.DATABASE_URL,
+    urlFlag !== undefined ? "flag" : "DATABASE_URL",
+    env,
+  );
+  if (connectTimeoutFlag !== undefined) {
+    connection.connectTimeout = positiveInteger("--connect-timeout", connectTimeoutFlag, 0);
+    connection.sources.connectTimeout = "flag";
+  }
+  const lockTimeout = text("lock-timeout");
   const options: Options = {
-    sqlitePath: parsed.sqlite ?? env.SQLITE_PATH ?? DEFAULTS.sqlitePath,
-    databaseUrl: parsed["database-url"] ?? env.DATABASE_URL ?? DEFAULTS.databaseUrl,
-    schema: parsed.schema ?? DEFAULTS.schema,
-    createSchema: parsed["create-schema"] ?? false,
-    batchSize: positiveInteger("--batch-size", parsed["batch-size"], DEFAULTS.batchSize),
-    invalidJson: oneOf("--invalid-json", parsed["invalid-json"], ["fail", "null"] as const),
-    orphans: oneOf("--orphans", parsed.orphans, ["fail", "skip"] as const),
-    prune: parsed.prune ?? false,
-    mode: parsed["dry-run"] ? "dry-run" : parsed["verify-only"] ? "verify-only" : "migrate",
-    ignoreColumns: (parsed["ignore-columns"] ?? []).flatMap((list) =>
-      list.split(",").map((name) => name.trim()).filter((name) => name !== "")
-    ),
-    rejectFile: parsed["reject-file"],
-    connectTimeout: positiveInteger(
-      "--connect-timeout",
-      parsed["connect-timeout"],
-      DEFAULTS.connectTimeout,
-    ),
+    sqlitePath: text("sqlite") ?? env.SQLITE_PATH ?? DEFAULTS.sqlitePath,
+    databaseUrl: urlFlag ?? env.DATABASE_URL ?? DEFAULTS.databaseUrl,
+    connection,
+    schema: text("schema") ?? DEFAULTS.schema,
+    createSchema: flag("create-schema"),
+    batchSize: positiveInteger("--batch-size", text("batch-size"), DEFAULTS.batchSize),
+    invalidJson: oneOf("--invalid-json", text("invalid-json"), ["fail", "null"] as const),
+    orphans: oneOf("--orphans", text("orphans"), ["fail", "skip"] as const),
+    prune: flag("prune"),
+    mode: flag("dry-run") ? "dry-run" : flag("verify-only") ? "verify-only" : "migrate",
+    ignoreColumns: (text("ignore-columns") ?? "").split(",").map((name) => name.trim())
+      .filter((name) => name !== ""),
+    rejectFile: text("reject-file"),
+    connectTimeout: connection.connectTimeout,
+    ...(lockTimeout === undefined
+      ? {}
+      : { lockTimeout: positiveInteger("--lock-timeout", lockTimeout, 0) }),
   };
   if (parsed["dry-run"] && parsed["verify-only"]) {
     throw new MigrationError("usage", "--dry-run and --verify-only exclude each other", "pick one");
@@ -671,9 +825,11 @@ export function resolveOptions(
   return {
     options,
     output: {
-      help: parsed.help ?? false,
-      quiet: parsed.quiet ?? false,
-      json: parsed.json ?? false,
+      help: flag("help"),
+      version: flag("version"),
+      quiet: flag("quiet"),
+      verbose: flag("verbose"),
+      json: flag("json"),
     },
   };
 }
@@ -698,28 +854,431 @@ function oneOf<T extends string>(flag: string, text: string | undefined, allowed
   return text as T;
 }
 
+// --- The connection, resolved as libpq resolves it -------------------------
+
+/** libpq's TLS modes; `prefer` is the default, as in libpq. */
+export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
+const SSL_MODES: readonly SslMode[] = [
+  "disable",
+  "allow",
+  "prefer",
+  "require",
+  "verify-ca",
+  "verify-full",
+];
+
+/** Where a connection setting came from: the flag, a variable, the password file, or a default. */
+export type SettingSource =
+  | "flag"
+  | "DATABASE_URL"
+  | "PGHOST"
+  | "PGPORT"
+  | "PGDATABASE"
+  | "PGUSER"
+  | "PGPASSWORD"
+  | "PGSSLMODE"
+  | "PGSSLROOTCERT"
+  | "PGAPPNAME"
+  | "PGCONNECT_TIMEOUT"
+  | "passfile"
+  | "default";
+
+/** The connection, fully resolved; {@link describeConnection} prints it without the password. */
+export interface ConnectionSettings {
+  /** Host name, IP address, or the directory of a Unix socket (starts with `/`). */
+  host: string;
+  /** TCP port, or the number in the socket's file name `.s.PGSQL.<port>`. */
+  port: number;
+  /** Database name. */
+  database: string;
+  /** Role name. */
+  user: string;
+  /** Password, if any source gave one. Never printed. */
+  password?: string;
+  /** TLS mode. */
+  sslmode: SslMode;
+  /** CA certificates for `verify-ca`/`verify-full` (`system`: the system's trusted roots). */
+  sslrootcert: string;
+  /** Shown in `pg_stat_activity`. */
+  applicationName: string;
+  /** Seconds to wait for the connection. */
+  connectTimeout: number;
+  /** Which source decided each setting. */
+  sources: Record<ConnectionPart, SettingSource>;
+  /** Things the user should know (a password file ignored for its permissions). */
+  warnings: string[];
+}
+
+/** The settings {@link ConnectionSettings.sources} names. */
+export type ConnectionPart =
+  | "host"
+  | "port"
+  | "database"
+  | "user"
+  | "password"
+  | "sslmode"
+  | "sslrootcert"
+  | "applicationName"
+  | "connectTimeout";
+
+/** Keyword of libpq (URL parameter or conninfo key) → our part, and its PG* variable. */
+const CONNECTION_KEYWORDS: Record<string, { part: ConnectionPart; env: SettingSource }> = {
+  host: { part: "host", env: "PGHOST" },
+  port: { part: "port", env: "PGPORT" },
+  dbname: { part: "database", env: "PGDATABASE" },
+  user: { part: "user", env: "PGUSER" },
+  password: { part: "password", env: "PGPASSWORD" },
+  sslmode: { part: "sslmode", env: "PGSSLMODE" },
+  sslrootcert: { part: "sslrootcert", env: "PGSSLROOTCERT" },
+  application_name: { part: "applicationName", env: "PGAPPNAME" },
+  connect_timeout: { part: "connectTimeout", env: "PGCONNECT_TIMEOUT" },
+};
+
+const URL_SCHEME = /^postgres(?:ql)?:\/\//i;
+const DEFAULT_PORT = 5432;
+const DEFAULT_HOST = "localhost";
+const DEFAULT_DATABASE = "music_time_machine_pg";
+
+/** libpq keyword → value, as written in a URL or a conninfo string. */
+type ConnectionWords = Record<string, string>;
+
+function decodeUriPart(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    // libpq refuses bad percent-encoding; a password with a bare % is more
+    // likely meant as written.
+    return text;
+  }
+}
+
 /**
- * The URL with its password replaced by `***`, safe to print.
+ * Splits a postgresql:// URL into libpq keywords. The user info ends at the
+ * last `@` of the authority, so `p@ss@word` written unencoded still works;
+ * `/`, `?` and `#` in a password must be percent-encoded (as with libpq).
+ */
+function parseConnectionUrl(url: string): ConnectionWords {
+  const words: ConnectionWords = {};
+  const rest = url.replace(URL_SCHEME, "");
+  const authorityEnd = rest.search(/[/?]/);
+  const authority = authorityEnd < 0 ? rest : rest.slice(0, authorityEnd);
+  const afterAuthority = authorityEnd < 0 ? "" : rest.slice(authorityEnd);
+  const at = authority.lastIndexOf("@");
+  if (at >= 0) {
+    const userInfo = authority.slice(0, at);
+    const colon = userInfo.indexOf(":");
+    const user = colon < 0 ? userInfo : userInfo.slice(0, colon);
+    if (user) words.user = decodeUriPart(user);
+    if (colon >= 0) words.password = decodeUriPart(userInfo.slice(colon + 1));
+  }
+  const hostPort = authority.slice(at + 1);
+  if (hostPort.includes(",")) {
+    throw new MigrationError(
+      "config",
+      "DATABASE_URL names several hosts; this tool connects to one",
+      "keep one host in DATABASE_URL",
+    );
+  }
+  const hostMatch = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(hostPort)!;
+  const host = decodeUriPart(hostMatch[1].replace(/^\[(.*)\]$/, "$1"));
+  if (host) words.host = host;
+  if (hostMatch[2]) words.port = hostMatch[2];
+  const query = afterAuthority.indexOf("?");
+  const path = query < 0 ? afterAuthority : afterAuthority.slice(0, query);
+  const database = decodeUriPart(path.replace(/^\//, ""));
+  if (database) words.dbname = database;
+  if (query >= 0) {
+    for (const pair of afterAuthority.slice(query + 1).split("&")) {
+      if (!pair) continue;
+      const eq = pair.indexOf("=");
+      const key = decodeUriPart((eq < 0 ? pair : pair.slice(0, eq)).replaceAll("+", " "));
+      words[key] = decodeUriPart((eq < 0 ? "" : pair.slice(eq + 1)).replaceAll("+", " "));
+    }
+  }
+  return words;
+}
+
+// A conninfo value: single-quoted with \' and \\ escapes, or bare up to white space.
+const CONNINFO_PAIR = /\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)*))/y;
+
+/** Parses libpq's `key=value` form: `host=db port=5432 password='it''s'`. */
+function parseConninfo(text: string): ConnectionWords {
+  const words: ConnectionWords = {};
+  CONNINFO_PAIR.lastIndex = 0;
+  while (CONNINFO_PAIR.lastIndex < text.trimEnd().length) {
+    const start = CONNINFO_PAIR.lastIndex;
+    const match = CONNINFO_PAIR.exec(text);
+    if (!match) {
+      throw new MigrationError(
+        "config",
+        `DATABASE_URL is neither a postgresql:// URL nor key=value pairs (stopped at character ${
+          start + 1
+        })`,
+        "write it as postgresql://user:password@host:port/db or host=… dbname=… user=…",
+      );
+    }
+    words[match[1]] = (match[2] ?? match[3]).replace(/\\(.)/g, "$1");
+  }
+  return words;
+}
+
+function parseConnectionString(text: string): ConnectionWords {
+  const words = URL_SCHEME.test(text) ? parseConnectionUrl(text) : parseConninfo(text);
+  for (const key of Object.keys(words)) {
+    if (!(key in CONNECTION_KEYWORDS)) {
+      throw new MigrationError(
+        "config",
+        `DATABASE_URL has a setting this tool does not know: ${key}`,
+        `use only ${Object.keys(CONNECTION_KEYWORDS).join(", ")}`,
+      );
+    }
+  }
+  return words;
+}
+
+/**
+ * The connection settings, resolved as libpq does: the URL or conninfo
+ * string first, then the PG* variables, then the password file, then the
+ * defaults (the tutorial's host and database). An empty string counts as
+ * unset, for DATABASE_URL as for PG* variables.
+ */
+function resolveConnection(
+  text: string | undefined,
+  textSource: "flag" | "DATABASE_URL",
+  env: Record<string, string | undefined>,
+): ConnectionSettings {
+  const words = text ? parseConnectionString(text) : {};
+  const sources = {} as Record<ConnectionPart, SettingSource>;
+  const values = {} as Record<ConnectionPart, string | undefined>;
+  for (const [keyword, { part, env: variable }] of Object.entries(CONNECTION_KEYWORDS)) {
+    if (words[keyword] !== undefined && words[keyword] !== "") {
+      values[part] = words[keyword];
+      sources[part] = textSource;
+    } else if (env[variable]) {
+      values[part] = env[variable];
+      sources[part] = variable;
+    }
+  }
+  const warnings: string[] = [];
+  const home = env.HOME;
+  const fallback = (part: ConnectionPart, value: string) => {
+    if (values[part] !== undefined) return values[part]!;
+    sources[part] = "default";
+    return value;
+  };
+  const host = fallback("host", DEFAULT_HOST);
+  const port = Number(fallback("port", String(DEFAULT_PORT)));
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new MigrationError(
+      "config",
+      `the port ${values.port} (from ${sources.port}) is not a port number`,
+      "use a number from 1 to 65535",
+    );
+  }
+  const database = fallback("database", DEFAULT_DATABASE);
+  const user = fallback("user", env.USER ?? env.LOGNAME ?? osUser());
+  const sslmode = fallback("sslmode", "prefer") as SslMode;
+  if (!SSL_MODES.includes(sslmode)) {
+    throw new MigrationError(
+      "config",
+      `sslmode ${sslmode} (from ${sources.sslmode}) is not one of ${SSL_MODES.join(", ")}`,
+      "prefer is libpq's default; verify-full also checks the server's certificate and name",
+    );
+  }
+  const sslrootcert = fallback("sslrootcert", `${home ?? "~"}/.postgresql/root.crt`);
+  const applicationName = fallback("applicationName", APPLICATION_NAME);
+  const connectTimeout = Number(fallback("connectTimeout", String(DEFAULTS.connectTimeout)));
+  if (!Number.isInteger(connectTimeout)) {
+    throw new MigrationError(
+      "config",
+      `connect_timeout ${values.connectTimeout} (from ${sources.connectTimeout}) is not a whole number of seconds`,
+      "give whole seconds, e.g. PGCONNECT_TIMEOUT=10 (0 waits without limit)",
+    );
+  }
+  let password = values.password;
+  if (password === undefined) {
+    const file = env.PGPASSFILE || (home ? `${home}/.pgpass` : undefined);
+    password = file ? passwordFromFile(file, { host, port, database, user }, warnings) : undefined;
+    if (password !== undefined) sources.password = "passfile";
+  }
+  sources.password ??= "default";
+  return {
+    sources: Object.fromEntries(
+      Object.values(CONNECTION_KEYWORDS).map(({ part }) => [part, sources[part]]),
+    ) as Record<ConnectionPart, SettingSource>,
+    host,
+    port,
+    database,
+    user,
+    password,
+    sslmode,
+    sslrootcert,
+    applicationName,
+    // libpq reads 0 (and negative values) as "wait forever"; postgres.js needs a number.
+    connectTimeout: connectTimeout > 0 ? connectTimeout : 24 * 3600,
+    warnings,
+  };
+}
+
+/** The operating system's user name, libpq's default role name. */
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return "postgres";
+  }
+}
+
+// Group and other permission bits: libpq ignores a password file that has any.
+const PASSFILE_OTHERS = 0o077;
+
+/**
+ * The password for this connection from a libpq password file: lines
+ * `host:port:database:user:password`, `*` matches anything, `\:` and `\\`
+ * escape, the first matching line wins, and `localhost` also matches a
+ * Unix socket. A file others may read is ignored, with a warning, as libpq does.
+ */
+function passwordFromFile(
+  path: string,
+  target: { host: string; port: number; database: string; user: string },
+  warnings: string[],
+): string | undefined {
+  let text: string;
+  try {
+    const info = Deno.statSync(path);
+    if (!info.isFile) return undefined;
+    if (info.mode !== null && (info.mode & PASSFILE_OTHERS) !== 0) {
+      warnings.push(
+        `warning: password file ${path} has group or world access and is ignored; chmod 0600 ${path}`,
+      );
+      return undefined;
+    }
+    text = Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
+  const hosts = target.host.startsWith("/") ? [target.host, DEFAULT_HOST] : [target.host];
+  const wanted = [hosts, [String(target.port)], [target.database], [target.user]];
+  for (const line of text.split(/\r?\n/)) {
+    if (line.startsWith("#") || line.trim() === "") continue;
+    const fields = splitPassfileLine(line);
+    if (fields.length < 5) continue;
+    const matches = wanted.every((accepted, i) =>
+      fields[i] === "*" || accepted.includes(fields[i])
+    );
+    if (matches) return fields.slice(4).join(":");
+  }
+  return undefined;
+}
+
+/** Splits one password file line at unescaped colons, removing the escapes. */
+function splitPassfileLine(line: string): string[] {
+  const fields = [""];
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (c === "\\" && i + 1 < line.length) fields[fields.length - 1] += line[++i];
+    else if (c === ":" && fields.length < 5) fields.push("");
+    else fields[fields.length - 1] += c;
+  }
+  return fields;
+}
+
+/**
+ * The connection as people read it: `user@host:port/database`, never the
+ * password.
+ *
+ * @example
+ * ```ts
+ * import { describeConnection, resolveOptions } from "./migrate.ts";
+ * const { options } = resolveOptions([], { DATABASE_URL: "postgresql://app:secret@db/mtm" });
+ * describeConnection(options.connection!); // "app@db:5432/mtm"
+ * ```
+ */
+export function describeConnection(connection: ConnectionSettings): string {
+  const host = connection.host.includes(":") ? `[${connection.host}]` : connection.host;
+  return `${connection.user}@${host}:${connection.port}/${connection.database}`;
+}
+
+/** One line per setting: its value (never the password's) and where it came from. */
+function describeSources(connection: ConnectionSettings): string[] {
+  return (Object.keys(connection.sources) as ConnectionPart[]).map((part) => {
+    const value = part === "password"
+      ? connection.password === undefined ? "(none)" : "***"
+      : String(connection[part]);
+    return `  ${part.padEnd(16)}${value}  (${connection.sources[part]})`;
+  });
+}
+
+/**
+ * The URL or key=value string with its password replaced by `***`, safe to
+ * print. It is parsed, not pattern-matched: a password with unencoded `@` or
+ * `:` and `password=` parameters are masked too.
  *
  * @example
  * ```ts
  * import { maskUrl } from "./migrate.ts";
  * maskUrl("postgresql://app:secret@db/mtm"); // "postgresql://app:***@db/mtm"
+ * maskUrl("host=db password='x y'"); // "host=db password=***"
  * ```
  */
 export function maskUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@]*@/i, "$1***@");
+  if (!URL_SCHEME.test(url)) {
+    try {
+      return Object.entries(parseConninfo(url))
+        .map(([key, value]) => `${key}=${key === "password" ? "***" : conninfoValue(value)}`)
+        .join(" ");
+    } catch {
+      return "(a connection string that cannot be parsed)";
+    }
+  }
+  // The same split as parseConnectionUrl, keeping everything but the password as written.
+  const scheme = URL_SCHEME.exec(url)![0];
+  const rest = url.slice(scheme.length);
+  const authorityEnd = rest.search(/[/?]/);
+  let authority = authorityEnd < 0 ? rest : rest.slice(0, authorityEnd);
+  const tail = authorityEnd < 0 ? "" : rest.slice(authorityEnd);
+  const at = authority.lastIndexOf("@");
+  const colon = authority.slice(0, Math.max(at, 0)).indexOf(":");
+  if (at >= 0 && colon >= 0) authority = `${authority.slice(0, colon)}:***${authority.slice(at)}`;
+  const query = tail.indexOf("?");
+  if (query < 0) return `${scheme}${authority}${tail}`;
+  const pairs = tail.slice(query + 1).split("&").map((pair) =>
+    decodeUriPart(pair.split("=")[0]) === "password" ? "password=***" : pair
+  );
+  return `${scheme}${authority}${tail.slice(0, query)}?${pairs.join("&")}`;
 }
 
-/** Removes the password of `url` from any text, wherever it appears. */
-function redact(text: string, url: string): string {
-  const password = /^[a-z][a-z0-9+.-]*:\/\/[^:/@]*:([^@]*)@/i.exec(url)?.[1];
+/** A conninfo value, quoted where libpq needs quotes. */
+function conninfoValue(value: string): string {
+  return /^[^\s'\\]+$/.test(value) ? value : `'${value.replace(/['\\]/g, "\\$&")}'`;
+}
+
+/** Passwords shorter than this are removed only where they stand beside `:…@` or `password=`. */
+const SHORT_SECRET = 4;
+
+/**
+ * A safety net over error text: removes the password in every spelling it
+ * may have (as written, percent-encoded). Display strings are built without
+ * it in the first place; a very short password is removed only in URL and
+ * key=value positions, so that messages stay readable.
+ */
+function redact(text: string, connection: ConnectionSettings | undefined): string {
+  const password = connection?.password;
   if (!password) return text;
-  let redacted = text.replaceAll(password, "***");
-  try {
-    redacted = redacted.replaceAll(decodeURIComponent(password), "***");
-  } catch {
-    // A password that is not valid percent-encoding appears only as written.
+  // As written, percent-encoded, and as it stands inside a JSON string.
+  const spellings = [
+    ...new Set([password, encodeURIComponent(password), JSON.stringify(password).slice(1, -1)]),
+  ];
+  let redacted = text;
+  for (const secret of spellings) {
+    if (secret.length >= SHORT_SECRET) {
+      redacted = redacted.replaceAll(secret, "***");
+    } else {
+      redacted = redacted
+        .replaceAll(`:${secret}@`, ":***@")
+        .replaceAll(`password=${secret}`, "password=***")
+        .replaceAll(`password='${secret}'`, "password=***");
+    }
   }
   return redacted;
 }
@@ -2454,16 +3013,21 @@ class Rollback {
  */
 export async function migrate(options: Partial<Options> = {}): Promise<Report> {
   const resolved: Options = { ...resolveOptions([], {}).options, ...options };
+  // A library caller's databaseUrl is used alone; the CLI passes the
+  // connection it resolved from the environment too.
+  resolved.connection = options.connection ??
+    { ...resolveConnection(resolved.databaseUrl, "DATABASE_URL", {}) };
+  resolved.connectTimeout = options.connectTimeout ?? resolved.connection.connectTimeout;
   const started = performance.now();
   const source = openSource(resolved.sqlitePath);
   const rejects = resolved.rejectFile ? openRejectFile(resolved.rejectFile) : undefined;
-  const sql = connect(resolved);
+  let sql: Sql | undefined;
   // Seconds to let the connection close politely. After a failure nothing is
   // worth waiting for: a query cut off with its connection never settles,
   // and would hold the exit for the whole timeout.
   let closeTimeout = 5;
   try {
-    await checkConnection(sql, resolved);
+    sql = await connect(resolved);
     return await sql.begin(async (tx) => {
       const report = await runInTransaction(tx, source, resolved, started, rejects?.sink);
       if (resolved.mode !== "migrate") throw new Rollback(report);
@@ -2473,11 +3037,11 @@ export async function migrate(options: Partial<Options> = {}): Promise<Report> {
   } catch (error) {
     if (error instanceof Rollback) return error.report;
     closeTimeout = 0;
-    throw asMigrationError(error, resolved.databaseUrl);
+    throw asMigrationError(error, resolved.connection);
   } finally {
     rejects?.close();
     source.db.close();
-    await sql.end({ timeout: closeTimeout });
+    await sql?.end({ timeout: closeTimeout });
   }
 }
 
@@ -2496,22 +3060,147 @@ export function verify(options: Partial<Options> = {}): Promise<Report> {
   return migrate({ ...options, mode: "verify-only" });
 }
 
-function connect(options: Options): Sql {
-  return postgres(options.databaseUrl, {
-    max: 1,
-    connect_timeout: options.connectTimeout,
-    onnotice: () => {},
-    // Lets a DBA see the run in pg_stat_activity; PGAPPNAME or the URL still win.
-    connection: Deno.env.get("PGAPPNAME") ? {} : { application_name: APPLICATION_NAME },
-  });
+/** What the connection turned out to be: for the startup line and `--json`. */
+export interface ConnectionInfo {
+  /** `user@host:port/database`, never the password. */
+  target: string;
+  /** The TLS mode asked for (libpq ignores it on a Unix socket). */
+  sslmode: SslMode;
+  /** True for a Unix-domain socket. */
+  socket: boolean;
+  /** True if the connection is encrypted (TLS). */
+  encrypted: boolean;
+  /** What was verified of the server's certificate. */
+  verified: "nothing" | "certificate" | "certificate and host name";
 }
 
-async function checkConnection(sql: Sql, options: Options): Promise<void> {
-  try {
-    await sql`SELECT 1`;
-  } catch (error) {
-    throw asMigrationError(error, options.databaseUrl);
+/** How one connection attempt uses TLS: not at all, unverified, or verified. */
+type TlsAttempt = "plain" | "require" | "verify-ca" | "verify-full";
+
+/**
+ * libpq's modes as attempts in order: `allow` tries plain text first,
+ * `prefer` tries TLS first; either falls back when the server refuses.
+ */
+const TLS_ATTEMPTS: Record<SslMode, TlsAttempt[]> = {
+  disable: ["plain"],
+  allow: ["plain", "require"],
+  prefer: ["require", "plain"],
+  require: ["require"],
+  "verify-ca": ["verify-ca"],
+  "verify-full": ["verify-full"],
+};
+
+// Failures that a second attempt with or without TLS cannot change.
+const NOT_RETRIED = new Set(["28P01", "3D000", "ECONNREFUSED", "ENOTFOUND", "CONNECT_TIMEOUT"]);
+
+/**
+ * Connects with exactly the settings resolved here: postgres.js would
+ * otherwise fill gaps from PG* variables and defaults of its own.
+ */
+async function connect(options: Options): Promise<Sql> {
+  const connection = options.connection!;
+  const socket = connection.host.startsWith("/");
+  // libpq ignores sslmode on Unix sockets: they are local and never encrypted.
+  let attempts = socket ? ["plain" as const] : TLS_ATTEMPTS[connection.sslmode];
+  if (
+    !socket && connection.sslmode === "require" && connection.sslrootcert !== "system" &&
+    fileExists(connection.sslrootcert)
+  ) {
+    // libpq: "if a root CA file exists, sslmode=require behaves like verify-ca".
+    attempts = ["verify-ca"];
   }
+  for (const [i, attempt] of attempts.entries()) {
+    const sql = postgres({
+      host: connection.host,
+      port: connection.port,
+      path: socket ? `${connection.host}/.s.PGSQL.${connection.port}` : undefined,
+      database: connection.database,
+      user: connection.user,
+      pass: () => connection.password ?? "",
+      ssl: tlsOptions(attempt, connection),
+      max: 1,
+      connect_timeout: options.connectTimeout,
+      idle_timeout: 0,
+      max_lifetime: 0,
+      // Unnamed statements only: a pooler in transaction mode (PgBouncer,
+      // Supabase, Neon) may hand each transaction another server connection.
+      prepare: false,
+      fetch_types: true,
+      // postgres.js reads PGDEBUG, PGKEEP_ALIVE, PGSSLNEGOTIATION… when these are absent.
+      debug: false,
+      keep_alive: 60,
+      publications: "alltables",
+      // Not in postgres.js's types: the usual SSLRequest, never direct TLS.
+      ...{ sslnegotiation: null },
+      onnotice: () => {},
+      connection: { application_name: connection.applicationName },
+    });
+    try {
+      await sql`SELECT 1`;
+    } catch (error) {
+      await sql.end({ timeout: 0 });
+      const code = (error as { code?: unknown })?.code;
+      const last = i === attempts.length - 1;
+      if (last || typeof code !== "string" || NOT_RETRIED.has(code)) {
+        throw asMigrationError(error, connection);
+      }
+      continue;
+    }
+    try {
+      options.onConnect?.({
+        target: describeConnection(connection),
+        sslmode: connection.sslmode,
+        socket,
+        encrypted: attempt !== "plain",
+        verified: attempt === "verify-full"
+          ? "certificate and host name"
+          : attempt === "verify-ca"
+          ? "certificate"
+          : "nothing",
+      });
+    } catch (error) {
+      await sql.end({ timeout: 0 });
+      throw error;
+    }
+    return sql;
+  }
+  throw new Error("unreachable: no connection attempt");
+}
+
+function fileExists(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** postgres.js's `ssl` option for one attempt. */
+function tlsOptions(attempt: TlsAttempt, connection: ConnectionSettings) {
+  if (attempt === "plain") return false;
+  if (attempt === "require") return "require" as const;
+  let ca: string | undefined;
+  if (connection.sslrootcert !== "system") {
+    try {
+      ca = Deno.readTextFileSync(connection.sslrootcert);
+    } catch {
+      throw new MigrationError(
+        "config",
+        `root certificate file ${connection.sslrootcert} (from ${connection.sources.sslrootcert}) cannot be read; sslmode=${connection.sslmode} needs it to verify the server`,
+        "give the CA certificate with sslrootcert=PATH or PGSSLROOTCERT, use sslrootcert=system for the system's trusted roots, or sslmode=require to encrypt without verifying",
+      );
+    }
+  }
+  const host = connection.host;
+  return {
+    ca,
+    rejectUnauthorized: true,
+    // verify-ca checks the chain only; verify-full also the host name asked for.
+    checkServerIdentity: attempt === "verify-full"
+      ? (_: string, cert: Parameters<typeof checkServerIdentity>[1]) =>
+        checkServerIdentity(host, cert)
+      : () => undefined,
+  };
 }
 
 /** The steps of a run, each returning what the next needs. */
@@ -2523,7 +3212,7 @@ async function runInTransaction(
   sink: ProblemSink | undefined,
 ): Promise<Report> {
   const step = options.onStep ?? (() => {});
-  await lockTarget(tx, options.schema, step);
+  await lockTarget(tx, options, step);
   await prepareTarget(tx, options);
   const plans = await planTables(tx, source, options);
   for (const plan of plans) step(describePlan(plan, source));
@@ -2553,7 +3242,7 @@ async function runInTransaction(
     mode: options.mode,
     committed: false,
     sqlitePath: options.sqlitePath,
-    target: maskUrl(options.databaseUrl),
+    target: describeConnection(options.connection!),
     schema: options.schema,
     columns: plans.map(columnReport),
     tables: plans.map((plan) =>
@@ -2670,17 +3359,54 @@ function tableReport(
     seconds: stageSeconds + seconds,
   };
 }
+/** While waiting for another run, say so this often. */
+const LOCK_WAIT_REPORT_SECONDS = 5;
+const LOCK_NOT_AVAILABLE = "55P03";
 
 /**
  * One migration per target at a time: a transaction-level advisory lock is
  * released by COMMIT, ROLLBACK or a lost connection, so it cannot leak.
+ * The wait is cut into slices (lock_timeout in a savepoint) to report it
+ * every few seconds and to give up after --lock-timeout.
  */
-async function lockTarget(tx: Tx, schema: string, step: (line: string) => void): Promise<void> {
+async function lockTarget(tx: Tx, options: Options, step: (line: string) => void): Promise<void> {
+  const { schema, lockTimeout } = options;
   const lockName = `migrate.ts:${schema}`;
   const [{ locked }] = await tx`SELECT pg_try_advisory_xact_lock(hashtext(${lockName})) AS locked`;
   if (locked) return;
   step(`another migration into schema ${schema} is running; waiting for it to finish`);
-  await tx`SELECT pg_advisory_xact_lock(hashtext(${lockName}))`;
+  const started = performance.now();
+  while (true) {
+    const waited = (performance.now() - started) / 1000;
+    const left = lockTimeout === undefined ? Infinity : lockTimeout - waited;
+    if (left <= 0) {
+      throw new MigrationError(
+        "config",
+        `gave up after waiting ${lockTimeout} s for another migration into schema ${schema}; nothing was written`,
+        "let the other run finish, or raise --lock-timeout (without it the run waits as long as it takes)",
+      );
+    }
+    const slice = Math.ceil(Math.min(LOCK_WAIT_REPORT_SECONDS, left) * 1000);
+    try {
+      await tx.savepoint(async (sp) => {
+        const [{ previous }] = await sp`
+          SELECT current_setting('lock_timeout') AS previous,
+                 set_config('lock_timeout', ${`${slice}ms`}, true)`;
+        await sp`SELECT pg_advisory_xact_lock(hashtext(${lockName}))`;
+        await sp`SELECT set_config('lock_timeout', ${previous}, true)`;
+      });
+      return;
+    } catch (error) {
+      if ((error as { code?: string })?.code !== LOCK_NOT_AVAILABLE) throw error;
+    }
+    if (left > slice / 1000) {
+      step(
+        `still waiting for the other migration into schema ${schema} (${
+          Math.round((performance.now() - started) / 1000)
+        } s)`,
+      );
+    }
+  }
 }
 
 async function prepareTarget(tx: Tx, options: Options): Promise<void> {
@@ -2776,41 +3502,72 @@ function openRejectFile(path: string): { sink: ProblemSink; close: () => void } 
 }
 
 const csvField = (text: string) => /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+const CONNECTION_LOST =
+  "the connection was lost; the transaction was rolled back, rerun to complete";
+const UNTRUSTED_CERTIFICATE =
+  "the server's certificate is not signed by a CA in sslrootcert: point sslrootcert (or PGSSLROOTCERT) at the CA that signed it";
 
 const CONNECTION_HINTS: Record<string, string> = {
-  ECONNREFUSED: "is PostgreSQL running, and are host and port in DATABASE_URL right?",
-  ENOTFOUND: "the host name in DATABASE_URL does not resolve",
+  ECONNREFUSED:
+    "is PostgreSQL running, and are host and port (DATABASE_URL, PGHOST, PGPORT) right?",
+  ENOENT:
+    "no PostgreSQL socket in that directory: is PostgreSQL running, and are host (the socket directory) and port right?",
+  ENOTFOUND: "the host name (DATABASE_URL or PGHOST) does not resolve",
   CONNECT_TIMEOUT:
     "the server did not answer in time; check host, port and firewall (or raise --connect-timeout)",
-  "28P01": "wrong user name or password in DATABASE_URL",
+  "28P01":
+    "wrong user name or password (DATABASE_URL, PGUSER/PGPASSWORD or the password file ~/.pgpass)",
   "28000":
-    "the server refused this client (pg_hba.conf); if it requires TLS, add ?sslmode=require to DATABASE_URL",
-  "3D000": "create the database first (createdb NAME), or fix its name in DATABASE_URL",
-  "42501": "the user in DATABASE_URL lacks a privilege it needs on the target tables",
-  CONNECTION_CLOSED: "the connection was lost; the transaction was rolled back, rerun to complete",
-  CONNECTION_DESTROYED:
-    "the connection was lost; the transaction was rolled back, rerun to complete",
-  ECONNRESET: "the connection was lost; the transaction was rolled back, rerun to complete",
-  ECANCELED: "the connection was lost; the transaction was rolled back, rerun to complete",
-  EPIPE: "the connection was lost; the transaction was rolled back, rerun to complete",
+    "the server refused this client (pg_hba.conf); if it requires TLS, use sslmode=prefer (the default) or require",
+  "3D000":
+    "create the database first (createdb NAME), or fix its name in DATABASE_URL or PGDATABASE",
+  "42501": "the user lacks a privilege it needs on the target tables",
+  "26000":
+    "a connection pooler in transaction mode lost a prepared statement; use the server's direct URL instead of the pooler's",
+  CONNECTION_CLOSED: CONNECTION_LOST,
+  CONNECTION_DESTROYED: CONNECTION_LOST,
+  ECONNRESET: CONNECTION_LOST,
+  ECANCELED: CONNECTION_LOST,
+  EPIPE: CONNECTION_LOST,
   "57P01":
     "the server ended the connection (shutdown or pg_terminate_backend); the transaction was rolled back, rerun to complete",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: UNTRUSTED_CERTIFICATE,
+  UNABLE_TO_GET_ISSUER_CERT: UNTRUSTED_CERTIFICATE,
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: UNTRUSTED_CERTIFICATE,
+  SELF_SIGNED_CERT_IN_CHAIN: UNTRUSTED_CERTIFICATE,
+  DEPTH_ZERO_SELF_SIGNED_CERT: UNTRUSTED_CERTIFICATE,
+  CERT_HAS_EXPIRED: "the server's certificate has expired: renew it on the server",
+  ERR_TLS_CERT_ALTNAME_INVALID:
+    "the server's certificate does not name this host: connect by a name the certificate lists, or use sslmode=verify-ca to check the chain only",
 };
 
 // postgres.js reports a server without TLS as a reset during the TLS handshake.
 const TLS_REFUSED = /secure TLS connection|SSL/i;
 const TLS_REFUSED_HINT =
-  "the server does not accept TLS: drop sslmode=require from DATABASE_URL, or turn ssl on in the server";
+  "the server does not accept TLS: use sslmode=prefer or disable, or turn ssl on in the server";
 
 // SQLSTATE class 23: a constraint refused a row.
 const INTEGRITY_VIOLATION = "23";
 
-/** Every failure becomes a MigrationError with the password removed. */
-function asMigrationError(error: unknown, url: string): MigrationError {
+/**
+ * Every failure becomes a MigrationError with the password removed. Errors
+ * without a code from PostgreSQL or the network are bugs of ours.
+ */
+function asMigrationError(error: unknown, connection?: ConnectionSettings): MigrationError {
   if (error instanceof MigrationError) return error;
-  const code = (error as { code?: string })?.code ?? "";
+  const code = (error as { code?: unknown })?.code;
   const text = errorMessage(error);
-  const message = redact(`PostgreSQL (${maskUrl(url)}): ${text}`, url);
+  if (typeof code !== "string") {
+    return new MigrationError(
+      "internal",
+      redact(`unexpected: ${text}; nothing was committed`, connection),
+      REPORT_A_BUG,
+    );
+  }
+  const where = connection
+    ? `PostgreSQL (${describeConnection(connection)}, sslmode=${connection.sslmode})`
+    : "PostgreSQL";
+  const message = redact(`${where}: ${text}`, connection);
   const hint = (code === "ECONNRESET" && TLS_REFUSED.test(text) ? TLS_REFUSED_HINT : undefined) ??
     CONNECTION_HINTS[code] ??
     "nothing was written: the transaction was rolled back";
@@ -2822,13 +3579,15 @@ function asMigrationError(error: unknown, url: string): MigrationError {
       "data",
       redact(
         `PostgreSQL refused the data: ${text}${detail ? ` (${detail})` : ""}; nothing was written`,
-        url,
+        connection,
       ),
       "correct the row in SQLite, or the target's rule if it is wrong; --dry-run shows the plan without writing",
     );
   }
   return new MigrationError(code in CONNECTION_HINTS ? "connection" : "config", message, hint);
 }
+
+const REPORT_A_BUG = "this is a bug in migrate.ts: please report it, with the command you ran";
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -2969,17 +3728,28 @@ function progressPrinter(): (progress: Progress) => void {
  * ```
  */
 export async function main(args: string[]): Promise<number> {
-  const env = environmentWithDotenv();
-  let output: OutputOptions = { help: false, quiet: false, json: false };
-  let url = env.DATABASE_URL ?? DEFAULTS.databaseUrl;
-  let resolvedRejectFile: string | undefined;
+  let output: OutputOptions = {
+    help: false,
+    version: false,
+    quiet: false,
+    verbose: false,
+    json: false,
+  };
+  let connection: ConnectionSettings | undefined;
+  let connected: ConnectionInfo | undefined;
+  let rejectFile: string | undefined;
   try {
+    const env = environmentWithDotenv();
     const resolved = resolveOptions(args, env);
     output = resolved.output;
-    url = resolved.options.databaseUrl;
-    resolvedRejectFile = resolved.options.rejectFile;
+    connection = resolved.options.connection!;
+    rejectFile = resolved.options.rejectFile;
     if (output.help) {
       console.log(USAGE);
+      return 0;
+    }
+    if (output.version) {
+      console.log(`migrate.ts ${VERSION}`);
       return 0;
     }
     const say = (line: string) => {
@@ -2989,14 +3759,19 @@ export async function main(args: string[]): Promise<number> {
     const step = output.json
       ? (line: string) => output.quiet || console.error(line)
       : (line: string) => say(line);
+    for (const warning of connection.warnings) console.error(warning);
     const options: Options = {
       ...resolved.options,
       onStep: step,
       onProgress: !output.quiet && Deno.stderr.isTerminal() ? progressPrinter() : undefined,
+      onConnect: (info) => {
+        connected = info;
+        step(connectedLine(info));
+      },
     };
     say(
       `Migrating ${options.sqlitePath} → ${
-        maskUrl(options.databaseUrl)
+        describeConnection(connection)
       } (schema ${options.schema})${
         options.mode === "dry-run"
           ? " [dry run]"
@@ -3005,12 +3780,20 @@ export async function main(args: string[]): Promise<number> {
           : ""
       }`,
     );
+    if (output.verbose) {
+      step("connection settings (value, and where it came from):");
+      for (const line of describeSources(connection)) step(line);
+    }
     const report = await migrate(options);
-    if (output.json) console.log(JSON.stringify(report));
-    else say(formatReport(report));
+    if (output.json) {
+      console.log(redact(
+        JSON.stringify({ ...report, connection: connectionJson(connection, connected) }),
+        connection,
+      ));
+    } else say(formatReport(report));
     return report.ok ? 0 : 1;
   } catch (error) {
-    const failure = error instanceof MigrationError ? error : asMigrationError(error, url);
+    const failure = asMigrationError(error, connection);
     if (output.json) {
       console.log(redact(
         JSON.stringify({
@@ -3022,8 +3805,9 @@ export async function main(args: string[]): Promise<number> {
             problems: failure.problems,
           },
           report: failure.report,
+          connection: connection && connectionJson(connection, connected),
         }),
-        url,
+        connection,
       ));
     }
     const lines = [
@@ -3032,12 +3816,35 @@ export async function main(args: string[]): Promise<number> {
       ...formatProblems(failure.problems),
     ];
     if (failure.hint && failure.problems.length === 0) lines.push(`fix: ${failure.hint}`);
-    if (failure.problems.length > 0 && resolvedRejectFile) {
-      lines.push(`every problem row is listed in ${resolvedRejectFile}`);
+    if (failure.problems.length > 0 && rejectFile) {
+      lines.push(`every problem row is listed in ${rejectFile}`);
     }
-    console.error(redact(lines.join("\n"), url));
+    console.error(redact(lines.join("\n"), connection));
     return failure.exitCode;
   }
+}
+
+/** The line after connecting: is it encrypted, and was the server verified? */
+function connectedLine(info: ConnectionInfo): string {
+  const tls = info.socket
+    ? "Unix socket, not encrypted"
+    : !info.encrypted
+    ? "not encrypted"
+    : info.verified === "nothing"
+    ? "encrypted (TLS), server certificate not verified"
+    : `encrypted (TLS), server ${info.verified} verified`;
+  return `connected to ${info.target}: ${tls} (sslmode=${info.sslmode})`;
+}
+
+/** The connection as `--json` shows it: no password, each setting's source. */
+function connectionJson(connection: ConnectionSettings, connected: ConnectionInfo | undefined) {
+  return {
+    target: describeConnection(connection),
+    sslmode: connection.sslmode,
+    encrypted: connected?.encrypted ?? null,
+    verified: connected?.verified ?? null,
+    sources: connection.sources,
+  };
 }
 
 /**
@@ -3050,16 +3857,31 @@ const CLI_WORKER = "migrate.ts CLI";
 
 /** What an uncaught error, a bug of ours, prints: one line and a fix, never a trace. */
 const unexpectedError = (message: string) =>
-  `error: unexpected: ${message}; nothing was committed\nfix: please report this as a bug`;
+  `error: unexpected: ${message}; nothing was committed\nfix: ${REPORT_A_BUG}`;
+
+/**
+ * Signals that end a run: PostgreSQL rolls back the open transaction when the
+ * connection drops, so the target stays as it was. Exit code 128 + signal.
+ */
+const STOP_SIGNALS: readonly [Deno.Signal, number, string][] = [
+  ["SIGINT", 130, "interrupted"],
+  ["SIGTERM", 143, "terminated (SIGTERM)"],
+  ["SIGHUP", 129, "hung up (SIGHUP)"],
+];
 
 /** The CLI runs in a worker thread, so that its heap has the limit above. */
 function runCliInWorker(args: string[]): void {
-  // Ctrl-C ends the process; PostgreSQL rolls back the open transaction when
-  // the connection drops, so the target stays as it was.
-  Deno.addSignalListener("SIGINT", () => {
-    console.error("\ninterrupted: the transaction was rolled back, nothing was written");
-    Deno.exit(130);
-  });
+  for (const [signal, code, what] of STOP_SIGNALS) {
+    try {
+      Deno.addSignalListener(signal, () => {
+        console.error(`\n${what}: the transaction was rolled back, nothing was written`);
+        Deno.exit(code);
+      });
+    } catch (error) {
+      // Windows knows SIGINT but not SIGTERM or SIGHUP.
+      if (!(error instanceof TypeError)) throw error;
+    }
+  }
   const worker = new Worker(new URL(import.meta.url), {
     workerData: { role: CLI_WORKER, args },
     resourceLimits: { maxYoungGenerationSizeMb: CLI_YOUNG_GENERATION_MIB },
@@ -3067,9 +3889,9 @@ function runCliInWorker(args: string[]): void {
   worker.on("message", (code: number) => Deno.exit(code));
   worker.on("error", (error: Error) => {
     console.error(unexpectedError(error.message));
-    Deno.exit(2);
+    Deno.exit(EXIT_INTERNAL);
   });
-  worker.on("exit", () => Deno.exit(2));
+  worker.on("exit", () => Deno.exit(EXIT_INTERNAL));
 }
 
 async function cliWorker(args: string[]): Promise<void> {
@@ -3085,7 +3907,7 @@ async function cliWorker(args: string[]): Promise<void> {
         ? `error: the connection to PostgreSQL was lost (${event.message}); the transaction was rolled back, nothing was written\nfix: ${CONNECTION_HINTS.CONNECTION_CLOSED}`
         : unexpectedError(event.message),
     );
-    parentPort!.postMessage(2);
+    parentPort!.postMessage(fromPostgres ? 2 : EXIT_INTERNAL);
   });
   parentPort!.postMessage(await main(args));
 }
