@@ -97,15 +97,19 @@ function writeSqlite(
   const db = new DatabaseSync(path);
   if (shape.wal) db.exec("PRAGMA journal_mode = WAL");
   const notNull = shape.loose ? "" : "NOT NULL";
+  // The tutorial's SQLite schema (track_id and the snapshot key as primary
+  // keys), plus a created_at column as many apps have added.
+  const trackKey = shape.loose ? "" : "PRIMARY KEY NOT NULL";
+  const snapshotKey = shape.loose || shape.uniqueSnapshots === false
+    ? ""
+    : ", PRIMARY KEY (track_id, snapshot_date, time_range)";
   db.exec(`
-    CREATE TABLE tracks (id INTEGER PRIMARY KEY, track_id TEXT ${
-    shape.loose ? "" : "UNIQUE NOT NULL"
-  },
+    CREATE TABLE tracks (track_id TEXT ${trackKey},
       name TEXT ${notNull}, artist_name TEXT ${notNull}, album_name TEXT, duration_ms INTEGER,
       spotify_url TEXT, raw_json TEXT, created_at TEXT DEFAULT CURRENT_TIMESTAMP);
-    CREATE TABLE snapshots (id INTEGER PRIMARY KEY, track_id TEXT ${notNull},
+    CREATE TABLE snapshots (track_id TEXT ${notNull},
       snapshot_date TEXT ${notNull}, time_range TEXT ${notNull}, rank INTEGER ${notNull}
-      ${shape.uniqueSnapshots === false ? "" : ", UNIQUE (track_id, snapshot_date, time_range)"});
+      ${snapshotKey});
   `);
   insertRows(db, tracks, snapshots);
   db.close();
@@ -686,14 +690,14 @@ const BAD_INPUT: BadCase[] = [
     name: "duration_ms beyond INTEGER",
     tracks: [...GOOD, track("bad", { duration_ms: 2147483648 })],
     snapshots: [],
-    kind: "not-integer",
+    kind: "out-of-range",
     key: "bad",
   },
   {
     name: "rank beyond 2^53",
     tracks: GOOD,
     snapshots: [snapshot("good", { rank: 9223372036854775807n })],
-    kind: "not-integer",
+    kind: "out-of-range",
     key: "good/2024-03-01/short_term",
   },
   {
@@ -856,11 +860,12 @@ Deno.test("bad setup: one clear line, exit 2, nothing created", async (t) => {
     });
     await t.step("missing table or column is named", async () => {
       const db = new DatabaseSync(`${env.dir}/partial.db`);
-      db.exec("CREATE TABLE tracks (track_id TEXT, name TEXT)");
+      db.exec(`CREATE TABLE tracks (track_id TEXT, name TEXT);
+        CREATE TABLE snapshots (track_id TEXT, snapshot_date TEXT, time_range TEXT, rank INT)`);
       db.close();
       oneError(
         await runCli([...env.flags, "--sqlite", `${env.dir}/partial.db`]),
-        /SQLite table tracks lacks column artist_name, album_name/,
+        /PostgreSQL column \S+\.tracks\.artist_name is NOT NULL without a default, and SQLite has no such column/,
       );
       const db2 = new DatabaseSync(`${env.dir}/notables.db`);
       db2.exec("CREATE TABLE other (x)");
@@ -1183,7 +1188,7 @@ Deno.test("a connection lost while COPY streams rolls back, exits 2 and says so"
       terminated = (await env.sql`
         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE pid <> pg_backend_pid() AND datname = current_database()
-          AND query LIKE 'COPY migrate_stage%'`).length;
+          AND query LIKE 'COPY pg_temp.%'`).length;
       if (terminated === 0) await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(terminated, 1, "the COPY was caught in flight");
