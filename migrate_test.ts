@@ -2164,3 +2164,364 @@ Deno.test({
     assert.match(text, /^ {2}migrate --verify-only --json$/m);
   },
 });
+
+// --- issue #8: the schemas our users actually have ------------------------------
+
+/** The tutorial's target (schema_postgres.sql, ../shared/seed/target-schema.md). */
+const TUTORIAL_DDL = `
+  CREATE TABLE tracks (
+    track_id VARCHAR(64) PRIMARY KEY, name TEXT NOT NULL, artist_name TEXT NOT NULL,
+    album_name TEXT, duration_ms INTEGER, spotify_url TEXT, raw_json JSONB,
+    created_at TIMESTAMPTZ DEFAULT NOW(), updated_at TIMESTAMPTZ DEFAULT NOW());
+  CREATE TABLE snapshots (
+    track_id VARCHAR(64) REFERENCES tracks(track_id), snapshot_date DATE NOT NULL,
+    time_range VARCHAR(32) NOT NULL, rank INTEGER CHECK (rank > 0),
+    PRIMARY KEY (track_id, snapshot_date, time_range));
+  CREATE INDEX idx_snapshots_date ON snapshots (snapshot_date);
+  CREATE INDEX idx_snapshots_track ON snapshots (track_id);
+  CREATE INDEX idx_tracks_raw_json ON tracks USING GIN (raw_json);
+  COMMENT ON INDEX idx_tracks_raw_json IS 'JSONB look-ups';`;
+
+/** A schema's target tables as the tutorial made them, in place of the production ones. */
+async function tutorialTarget(env: Env, extra = ""): Promise<void> {
+  await env.sql.begin(async (tx) => {
+    await tx.unsafe(`SET LOCAL search_path TO "${env.schema.replaceAll('"', '""')}"`);
+    await tx.unsafe(TUTORIAL_DDL + extra);
+  });
+}
+
+/** Every index, constraint, trigger and comment of the two tables, for before/after. */
+async function shapeOf(sql: postgres.Sql, schema: string): Promise<string[]> {
+  const rows = await sql`
+    WITH t AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = ${schema} AND c.relname IN ('tracks', 'snapshots'))
+    SELECT 'index ' || pg_get_indexdef(i.indexrelid) || ' valid=' || i.indisvalid
+           || coalesce(' comment=' || obj_description(i.indexrelid, 'pg_class'), '') AS line
+    FROM pg_index i WHERE i.indrelid IN (SELECT oid FROM t)
+    UNION ALL
+    SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' '
+           || pg_get_constraintdef(oid) || ' validated=' || convalidated
+    FROM pg_constraint WHERE conrelid IN (SELECT oid FROM t)
+    UNION ALL
+    SELECT 'trigger ' || tgname FROM pg_trigger WHERE tgrelid IN (SELECT oid FROM t)
+      AND NOT tgisinternal
+    ORDER BY 1`;
+  return rows.map((row) => row.line);
+}
+
+/** Each row's key and xmin: a row rewritten by a later transaction gets a new xmin. */
+async function rowVersions(env: Env): Promise<string[]> {
+  const rows = await env.sql.unsafe(
+    `SELECT 't ' || track_id || ' ' || xmin::text || ' ' || updated_at::text AS v
+     FROM ${env.schema}.tracks
+     UNION ALL SELECT 's ' || track_id || snapshot_date || time_range || ' ' || xmin::text
+     FROM ${env.schema}.snapshots ORDER BY 1`,
+  );
+  return rows.map((row) => row.v);
+}
+
+Deno.test("the tutorial's schema: a bulk first run keeps every index and constraint, a rerun rewrites nothing", async () => {
+  await withTarget(async (env) => {
+    await tutorialTarget(env);
+    // 10,000 tracks and 12,000 snapshots: both tables take the bulk path.
+    const tracks = Array.from(
+      { length: 10_000 },
+      (_, i) => track(`t${String(i).padStart(5, "0")}`),
+    );
+    const snapshots = tracks.slice(0, 6_000).flatMap((t) => [
+      snapshot(t.track_id as string, { rank: 1 }),
+      snapshot(t.track_id as string, { time_range: "long_term", rank: 2 }),
+    ]);
+    writeSqlite(env.sqlitePath, tracks, snapshots);
+    const before = await shapeOf(env.sql, env.schema);
+    assert.ok(before.some((line) => line.includes("USING gin (raw_json)")));
+
+    const first = await migrate(env.options);
+    assert.ok(first.ok);
+    assert.deepEqual(first.tables.map((t) => [t.table, t.inserted]), [
+      ["tracks", 10_000],
+      ["snapshots", 12_000],
+    ]);
+    assert.deepEqual(await shapeOf(env.sql, env.schema), before);
+    const [varchar] = await env.sql.unsafe(
+      `SELECT count(*)::int AS n FROM ${env.schema}.tracks WHERE raw_json @> '{"explicit": false}'`,
+    );
+    assert.equal(varchar.n, 10_000);
+
+    const versions = await rowVersions(env);
+    const rerun = await migrate(env.options);
+    assert.ok(rerun.ok);
+    assert.deepEqual(rerun.tables.map((t) => [t.inserted, t.updated, t.unchanged]), [
+      [0, 0, 10_000],
+      [0, 0, 12_000],
+    ]);
+    assert.deepEqual(await rowVersions(env), versions, "no row was rewritten");
+    assert.deepEqual(await shapeOf(env.sql, env.schema), before);
+  }, { tables: false });
+});
+
+Deno.test("rows the target's types and CHECK constraints refuse are all named by key; nothing is written", async () => {
+  await withTarget(async (env) => {
+    await tutorialTarget(env);
+    const long = "x".repeat(65);
+    writeSqlite(env.sqlitePath, [track("good"), track(long), track("é".repeat(64))], [
+      snapshot("good", { rank: 0 }),
+      snapshot("good", { time_range: "long_term", rank: -3 }),
+      snapshot("good", { time_range: "r".repeat(33) }),
+      snapshot("good", { time_range: "medium_term", rank: 5 }),
+    ]);
+    const error = await rejectsWith(migrate(env.options), "data");
+    const byKind = Object.fromEntries(
+      error.problems.map((g) => [g.kind, g.examples.map((p) => p.key)]),
+    );
+    assert.deepEqual(byKind, {
+      "too-long": [long, `good/2024-03-01/${"r".repeat(33)}`],
+      "check-violation": ["good/2024-03-01/long_term", "good/2024-03-01/short_term"],
+    });
+    const tooLong = error.problems.find((g) => g.kind === "too-long")!.examples[0];
+    assert.equal(tooLong.column, "track_id");
+    assert.match(tooLong.value!, /65 characters; character varying\(64\) holds 64/);
+    const check = error.problems.find((g) => g.kind === "check-violation")!.examples[0];
+    assert.equal(check.constraint, "snapshots_rank_check: CHECK ((rank > 0))");
+    assert.deepEqual(await counts(env), [0, 0]);
+  }, { tables: false });
+});
+
+Deno.test("--reject-file lists every problem row, as JSON lines or CSV", async () => {
+  await withTarget(async (env) => {
+    await tutorialTarget(env);
+    const bad = Array.from({ length: 25 }, (_, i) =>
+      snapshot("good", {
+        snapshot_date: `2024-01-${String(i + 1).padStart(2, "0")}`,
+        rank: 0,
+      }));
+    writeSqlite(env.sqlitePath, [track("good"), track("bad", { raw_json: "{" })], bad);
+    const jsonl = `${env.dir}/rejects.jsonl`;
+    const result = await runCli([...env.flags, "--reject-file", jsonl]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(
+      result.stderr,
+      /row violates a CHECK constraint of the PostgreSQL table \(25 rows\)/,
+    );
+    assert.match(result.stderr, /… and 5 more/);
+    assert.match(result.stderr, new RegExp(`every problem row is listed in ${jsonl}`));
+    const lines = (await Deno.readTextFile(jsonl)).trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(lines.length, 26);
+    assert.deepEqual(
+      lines.filter((l) => l.kind === "check-violation").map((l) => l.key),
+      bad.map((s) => `good/${s.snapshot_date}/short_term`),
+    );
+    assert.deepEqual(lines.find((l) => l.kind === "invalid-json").key, "bad");
+
+    const csv = `${env.dir}/rejects.csv`;
+    assert.equal((await runCli([...env.flags, "--reject-file", csv])).code, 1);
+    const rows = (await Deno.readTextFile(csv)).trim().split("\n");
+    assert.equal(rows[0], "action,table,key,kind,column,value,constraint");
+    assert.equal(rows.length, 27);
+    assert.ok(rows.includes(
+      "refused,snapshots,good/2024-01-25/short_term,check-violation,,,snapshots_rank_check: CHECK ((rank > 0))",
+    ));
+    assert.deepEqual(await counts(env), [0, 0]);
+  }, { tables: false });
+});
+
+Deno.test("columns: PostgreSQL must be able to fill what SQLite lacks; shared extra columns are carried over; SQLite-only columns stop the run unless ignored", async (t) => {
+  await withTarget(async (env) => {
+    await tutorialTarget(
+      env,
+      `
+      ALTER TABLE tracks ADD COLUMN popularity SMALLINT;
+      ALTER TABLE snapshots ADD COLUMN note TEXT NOT NULL DEFAULT ''`,
+    );
+    writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a")]);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`ALTER TABLE tracks ADD COLUMN popularity INTEGER;
+      UPDATE tracks SET popularity = 70 WHERE track_id = 'a';
+      UPDATE tracks SET popularity = 40000 WHERE track_id = 'b';
+      ALTER TABLE tracks ADD COLUMN legacy_id INTEGER`);
+    db.close();
+
+    await t.step(
+      "a SQLite column with no place is named, with the flag that acknowledges it",
+      async () => {
+        const error = await rejectsWith(migrate(env.options), "config");
+        assert.match(error.message, /SQLite column tracks\.legacy_id has no column in PostgreSQL/);
+        assert.match(error.message, /--ignore-columns tracks\.legacy_id/);
+      },
+    );
+    await t.step("the shared extra column is validated against its own type", async () => {
+      const error = await rejectsWith(
+        migrate({ ...env.options, ignoreColumns: ["tracks.legacy_id"] }),
+        "data",
+      );
+      assert.deepEqual(error.problems.map((g) => [g.kind, g.examples.map((p) => p.key)]), [
+        ["out-of-range", ["b"]],
+      ]);
+      assert.match(error.problems[0].examples[0].value!, /does not fit smallint/);
+    });
+    await t.step("then carried over; the report names what was ignored and filled", async () => {
+      const db = new DatabaseSync(env.sqlitePath);
+      db.exec("UPDATE tracks SET popularity = 40 WHERE track_id = 'b'");
+      db.close();
+      const report = await migrate({ ...env.options, ignoreColumns: ["legacy_id"] });
+      assert.ok(report.ok);
+      assert.deepEqual(report.columns[0].ignored, ["legacy_id"]);
+      assert.deepEqual(report.columns[0].filledByPostgres, ["updated_at"]);
+      assert.ok(report.columns[0].migrated.includes("created_at"));
+      assert.deepEqual(report.columns[1].filledByPostgres, ["note"]);
+      const rows = await env.sql.unsafe(
+        `SELECT track_id, popularity FROM ${env.schema}.tracks ORDER BY 1`,
+      );
+      assert.deepEqual(rows.map((r) => [r.track_id, r.popularity]), [["a", 70], ["b", 40]]);
+    });
+    await t.step(
+      "a NOT NULL column without a default that SQLite lacks is a setup error",
+      async () => {
+        await env.sql.unsafe(`ALTER TABLE ${env.schema}.snapshots ADD COLUMN mood TEXT NOT NULL
+        DEFAULT 'x'; ALTER TABLE ${env.schema}.snapshots ALTER COLUMN mood DROP DEFAULT`);
+        const result = await runCli([...env.flags, "--ignore-columns", "legacy_id"]);
+        assert.equal(result.code, 2, result.stderr);
+        assert.match(
+          result.stderr,
+          /PostgreSQL column \S+\.snapshots\.mood is NOT NULL without a default, and SQLite has no such column/,
+        );
+        assert.ok(!result.stdout.includes("reading SQLite"), "no data was read");
+      },
+    );
+  }, { tables: false });
+});
+
+Deno.test("a column type migrate.ts cannot fill is a setup error naming the column and what works", async () => {
+  await withTarget(async (env) => {
+    await tutorialTarget(env, "ALTER TABLE tracks ALTER COLUMN duration_ms TYPE NUMERIC");
+    writeSqlite(env.sqlitePath, [track("a")], []);
+    const error = await rejectsWith(migrate(env.options), "config");
+    assert.match(
+      error.message,
+      /PostgreSQL column \S+\.tracks\.duration_ms is numeric, which migrate.ts cannot fill with tracks\.duration_ms: use smallint, integer or bigint/,
+    );
+  }, { tables: false });
+});
+
+Deno.test("drifted targets: BIGINT, wider VARCHAR, an enum, json instead of jsonb, a UNIQUE constraint, a serial id", async () => {
+  await withTarget(async (env) => {
+    await env.sql.begin(async (tx) => {
+      await tx.unsafe(`SET LOCAL search_path TO ${env.schema};
+        CREATE TYPE time_range_t AS ENUM ('short_term', 'medium_term', 'long_term');
+        CREATE TABLE tracks (id BIGSERIAL, track_id VARCHAR(100) UNIQUE NOT NULL,
+          name TEXT NOT NULL, artist_name TEXT NOT NULL, album_name TEXT, duration_ms BIGINT,
+          spotify_url TEXT UNIQUE, raw_json JSON, created_at TIMESTAMP,
+          updated_at TIMESTAMPTZ DEFAULT NOW());
+        CREATE TABLE snapshots (track_id VARCHAR(100) REFERENCES tracks (track_id),
+          snapshot_date DATE, time_range time_range_t, rank BIGINT,
+          PRIMARY KEY (track_id, snapshot_date, time_range))`);
+    });
+    const tracks = [
+      track("a", { duration_ms: 2 ** 40, raw_json: '{"b": 1,  "a": [1.50]}' }),
+      track("b", { spotify_url: "https://open.spotify.com/track/a" }),
+      track("c"),
+    ];
+    writeSqlite(env.sqlitePath, tracks, [snapshot("a", { time_range: "all_time" })]);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec("ALTER TABLE tracks ADD COLUMN id INTEGER; UPDATE tracks SET id = rowid + 100");
+    db.close();
+    const error = await rejectsWith(migrate(env.options), "data");
+    assert.deepEqual(
+      error.problems.map((g) => [g.kind, g.examples.map((p) => p.key).sort()]),
+      [["not-allowed", ["a/2024-03-01/all_time"]], ["unique-violation", ["a", "b"]]],
+    );
+    assert.match(error.problems[1].examples[0].constraint!, /^tracks_spotify_url_key: /);
+
+    const fixed = new DatabaseSync(env.sqlitePath);
+    fixed.exec(`UPDATE snapshots SET time_range = 'long_term';
+      UPDATE tracks SET spotify_url = NULL WHERE track_id = 'b'`);
+    fixed.close();
+    const report = await migrate(env.options);
+    assert.ok(report.ok);
+    const [row] = await env.sql.unsafe(
+      `SELECT duration_ms::text, raw_json::text FROM ${env.schema}.tracks WHERE track_id = 'a'`,
+    );
+    assert.deepEqual([row.duration_ms, row.raw_json], [String(2 ** 40), '{"b": 1,  "a": [1.50]}']);
+    const [{ next }] = await env.sql.unsafe(
+      `SELECT nextval(pg_get_serial_sequence('${env.schema}.tracks', 'id'))::int AS next`,
+    );
+    assert.ok(next > 103, `the id sequence moved past SQLite's ids (next ${next})`);
+    const rerun = await migrate(env.options);
+    assert.deepEqual(rerun.tables.map((t) => t.unchanged), [3, 1]);
+  }, { tables: false });
+});
+
+Deno.test("any schema name works, quoted everywhere: a space, a dot, a double quote", async () => {
+  const names = ["Music Data", "a.b", 'x"; DROP TABLE public.tracks CASCADE; --'];
+  for (const schema of names) {
+    await withTarget(async (env) => {
+      writeSqlite(env.sqlitePath, bulkRows(2, 2)[0], bulkRows(2, 2)[1]);
+      const options = { ...env.options, schema, createSchema: true };
+      try {
+        const report = await migrate(options);
+        assert.ok(report.ok, schema);
+        const rerun = await migrate(options);
+        assert.deepEqual(rerun.tables.map((t) => t.unchanged), [2, 4]);
+        const [{ n }] = await env.sql`
+          SELECT count(*)::int AS n FROM ${env.sql(schema)}.${env.sql("tracks")}`.catch(() =>
+          env.sql.unsafe(
+            `SELECT count(*)::int AS n FROM "${schema.replaceAll('"', '""')}".tracks`,
+          )
+        );
+        assert.equal(n, 2);
+      } finally {
+        await env.sql.unsafe(`DROP SCHEMA IF EXISTS "${schema.replaceAll('"', '""')}" CASCADE`);
+      }
+    }, { tables: false });
+  }
+});
+
+Deno.test("--create-schema creates the tutorial's tables: VARCHAR keys, CHECK (rank > 0), timestamps, indexes", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a")], [snapshot("a")]);
+    assert.ok((await migrate({ ...env.options, createSchema: true })).ok);
+    const columns = await env.sql`
+      SELECT table_name || '.' || column_name || ' ' || format_type(a.atttypid, a.atttypmod)
+             || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END AS c
+      FROM information_schema.columns ic
+      JOIN pg_attribute a ON a.attrelid = (quote_ident(table_schema) || '.' || quote_ident(table_name))::regclass
+        AND a.attname = ic.column_name
+      WHERE table_schema = ${env.schema} ORDER BY table_name, ordinal_position`;
+    assert.deepEqual(columns.map((r) => r.c), [
+      "snapshots.track_id character varying(64) not null",
+      "snapshots.snapshot_date date not null",
+      "snapshots.time_range character varying(32) not null",
+      "snapshots.rank integer not null",
+      "tracks.track_id character varying(64) not null",
+      "tracks.name text not null",
+      "tracks.artist_name text not null",
+      "tracks.album_name text",
+      "tracks.duration_ms integer",
+      "tracks.spotify_url text",
+      "tracks.raw_json jsonb",
+      "tracks.created_at timestamp with time zone not null",
+      "tracks.updated_at timestamp with time zone not null",
+    ]);
+    const shape = (await shapeOf(env.sql, env.schema)).join("\n");
+    assert.match(shape, /CHECK \(\(rank > 0\)\)/);
+    assert.match(shape, /FOREIGN KEY \(track_id\) REFERENCES/);
+    assert.match(shape, /USING gin \(raw_json\)/);
+    assert.match(shape, /snapshots_date_idx ON \S+ USING btree \(snapshot_date\)/);
+  }, { tables: false });
+});
+
+Deno.test("a target trigger that changes rows on the way in makes verification fail and roll back", async () => {
+  await withTarget(async (env) => {
+    await env.sql.unsafe(`
+      CREATE FUNCTION ${env.schema}.shout() RETURNS trigger LANGUAGE plpgsql
+        AS 'BEGIN NEW.name := upper(NEW.name); RETURN NEW; END';
+      CREATE TRIGGER shout BEFORE INSERT OR UPDATE ON ${env.schema}.tracks
+        FOR EACH ROW EXECUTE FUNCTION ${env.schema}.shout()`);
+    writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a")]);
+    const error = await rejectsWith(migrate(env.options), "verification");
+    assert.deepEqual(error.problems.map((g) => [g.kind, g.examples.map((p) => p.key)]), [
+      ["content-mismatch", ["a", "b"]],
+    ]);
+    assert.deepEqual(await counts(env), [0, 0]);
+  });
+});
