@@ -135,12 +135,12 @@ export function generate(size: Size, path: string): void {
   const db = new DatabaseSync(path);
   db.exec(`
     PRAGMA journal_mode = WAL;
-    CREATE TABLE tracks (id INTEGER PRIMARY KEY, track_id TEXT UNIQUE NOT NULL, name TEXT NOT NULL,
+    CREATE TABLE tracks (track_id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL,
       artist_name TEXT NOT NULL, album_name TEXT, duration_ms INTEGER, spotify_url TEXT,
       raw_json TEXT, created_at TEXT DEFAULT CURRENT_TIMESTAMP);
-    CREATE TABLE snapshots (id INTEGER PRIMARY KEY, track_id TEXT NOT NULL,
+    CREATE TABLE snapshots (track_id TEXT NOT NULL,
       snapshot_date TEXT NOT NULL, time_range TEXT NOT NULL, rank INTEGER NOT NULL,
-      UNIQUE (track_id, snapshot_date, time_range));
+      PRIMARY KEY (track_id, snapshot_date, time_range));
     BEGIN;
   `);
   const insertTrack = db.prepare(
