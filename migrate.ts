@@ -229,6 +229,12 @@ export interface Verification {
   sample: Sample | null;
   /** Rows that differ, are missing, or exist only in the target. */
   mismatches: ProblemGroup[];
+  /**
+   * Rows whose digests differed from their source's and that were read again
+   * and compared by value (equal JSONB stored with other digits, such as 1.00
+   * for 1.0, or a canonical form this tool does not know).
+   */
+  rechecked: number;
 }
 
 /** What a run did; returned by {@link migrate} and printed by the CLI. */
@@ -522,8 +528,9 @@ const WORK_MEM = "256MB";
 const APPLICATION_NAME = "migrate.ts";
 const SQLITE_BUSY_TIMEOUT_MS = 10_000;
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+// Date, hour, minute, second, fraction, offset.
 const ISO_TIMESTAMP =
-  /^(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,6})?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?$/;
+  /^(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?(Z|[+-]\d{2}(?::?\d{2})?)?$/;
 const VALUE_PREVIEW_CHARS = 60;
 // COPY data is written in pieces of about this many characters: larger
 // pieces are no faster and make V8 hold more memory.
@@ -1428,12 +1435,8 @@ function hasUniqueIndexOn(db: DatabaseSync, table: TableSpec): boolean {
 // carries bit masks of the columns that contain NUL, this many columns a mask.
 const NUL_MASK_BITS = 30;
 
-/**
- * Streams the planned columns of a table's rows as arrays, in plan order,
- * followed by the NUL bit masks.
- */
-function* readRows(source: Source, plan: TablePlan, pageRows: number): Generator<unknown[]> {
-  const name = plan.spec.name;
+/** The planned columns in plan order, then the NUL bit masks. */
+function sourceColumns(plan: TablePlan): string {
   const masks: string[] = [];
   plan.columns.forEach((column, i) => {
     const bit = i % NUL_MASK_BITS;
@@ -1444,7 +1447,16 @@ function* readRows(source: Source, plan: TablePlan, pageRows: number): Generator
       } AS BLOB), X'00'), 0) > 0) << ${bit})`;
     }
   });
-  const columns = [...plan.columns.map((c) => q(c.name)), ...masks].join(", ");
+  return [...plan.columns.map((c) => q(c.name)), ...masks].join(", ");
+}
+
+/**
+ * Streams the planned columns of a table's rows as arrays, in plan order,
+ * followed by the NUL bit masks.
+ */
+function* readRows(source: Source, plan: TablePlan, pageRows: number): Generator<unknown[]> {
+  const name = plan.spec.name;
+  const columns = sourceColumns(plan);
   let read = 0;
   if (source.tables[name].pageable) {
     // A page per all() call is ~2.5× faster than iterate(); small pages keep
@@ -2292,13 +2304,19 @@ const keyMatch = (plan: TablePlan, a: string, b: string) =>
   plan.spec.key.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(" AND ");
 const keyOrder = (plan: TablePlan, alias: string) => `${keyText(plan, alias)} COLLATE "C"`;
 
-/** Staging: a temporary table per source table, in the target's own column types. */
+/**
+ * Staging: a temporary table per source table, in the target's own column
+ * types, plus each row's digest as JavaScript computed it from SQLite.
+ */
 const STAGING_STATISTICS = 10;
+const DIGEST = "migrate_digest";
 
 async function createStaging(tx: Tx, plan: TablePlan, firstRun: boolean): Promise<void> {
   const columns = plan.columns.map((c) => `${q(c.name)} ${c.target.stageType}`);
   await tx.unsafe(
-    `CREATE TEMPORARY TABLE ${plan.staging} (${columns.join(", ")}) ON COMMIT DROP`,
+    `CREATE TEMPORARY TABLE ${plan.staging} (${
+      columns.join(", ")
+    }, ${DIGEST} bigint) ON COMMIT DROP`,
   );
   await chooseStagingStorage(tx, plan, firstRun);
 }
@@ -2374,35 +2392,23 @@ interface ValidationLog {
   refused: Map<TableName, string[]>;
 }
 
-/** What a staged table looked like on the JavaScript side, to prove COPY carried it intact. */
-interface Fingerprint {
-  rows: number;
-  /** Per text column: total UTF-8 bytes; per integer column: sum. */
-  sums: Record<string, bigint>;
-}
-
 /**
- * Reads, validates and encodes one table as COPY lines; rows with problems
- * are logged and never sent.
+ * Reads, validates and encodes one table as COPY lines, each row followed by
+ * its digest; rows with problems are logged and never sent. Returns the
+ * number of rows sent.
  */
 function* stagingLines(
   source: Source,
   plan: TablePlan,
   options: Options,
   log: ValidationLog,
-  print: Fingerprint,
   progress: (done: number) => void,
-): Generator<string> {
-  const fingerprint = fingerprintColumns(plan).map((c) => ({
-    name: c.name,
-    index: plan.columns.indexOf(c),
-    text: c.kind === "text",
-    padded: c.target.baseName === "bpchar",
-  }));
-  for (const c of fingerprint) print.sums[c.name] = 0n;
+): Generator<string, number> {
   const refused = log.refused.get(plan.spec.name)!;
   const singleKey = plan.keyIndexes.length === 1 ? plan.keyIndexes[0] : -1;
+  const digest = new RowDigest();
   let read = 0;
+  let sent = 0;
   for (const row of readRows(source, plan, options.batchSize)) {
     if (++read % 1024 === 0) progress(read);
     const clean = validateRow(plan, row, options, log.problems, log.policies);
@@ -2411,21 +2417,17 @@ function* stagingLines(
       if (typeof key === "string") refused.push(key);
       continue;
     }
-    print.rows++;
-    for (const c of fingerprint) {
-      const value = clean[c.index];
-      if (value === null) continue;
-      print.sums[c.name] += c.text
-        ? BigInt(utf8Length(c.padded ? (value as string).trimEnd() : value as string))
-        : BigInt(value as bigint);
-    }
-    yield copyLine(clean);
+    sent++;
+    yield copyLine([...clean, rowDigest(digest, plan, clean)]);
   }
   progress(read);
+  return sent;
 }
 
-function fingerprintColumns(plan: TablePlan): PlannedColumn[] {
-  return plan.columns.filter((c) => c.kind === "text" || c.kind === "integer");
+/** The digest of one clean row: see "Row digests". */
+function rowDigest(digest: RowDigest, plan: TablePlan, clean: CleanValue[]): bigint {
+  for (let i = 0; i < clean.length; i++) addCanonical(digest, plan.columns[i], clean[i]);
+  return digest.finish();
 }
 
 /** Bytes of `text` in UTF-8, as PostgreSQL's octet_length counts them. */
@@ -2439,31 +2441,6 @@ function utf8Length(text: string): number {
     bytes += code < 0x800 || (code >= 0xd800 && code <= 0xdfff) ? 1 : 2;
   }
   return bytes;
-}
-
-/** Transfer check: what PostgreSQL staged must be what JavaScript sent. */
-async function assertStagedIntact(tx: Tx, plan: TablePlan, sent: Fingerprint): Promise<void> {
-  const columns = fingerprintColumns(plan);
-  const expressions = columns.map((c) =>
-    `coalesce(sum(${c.kind === "text" ? `octet_length(${q(c.name)}::text)` : q(c.name)}), 0)::text`
-  );
-  const [row] = await tx.unsafe(
-    `SELECT ARRAY[count(*)::text${
-      expressions.map((e) => `, ${e}`).join("")
-    }] AS sums FROM ${plan.staging}`,
-  );
-  const staged = (row.sums as string[]).map(BigInt);
-  const same = staged[0] === BigInt(sent.rows) &&
-    columns.every((c, i) => staged[i + 1] === sent.sums[c.name]);
-  if (!same) {
-    throw new MigrationError(
-      "verification",
-      `${plan.spec.name}: the rows PostgreSQL received differ from the rows read (sent ${sent.rows} rows, staged ${
-        staged[0]
-      }); nothing was written`,
-      "report a bug with the SQLite file",
-    );
-  }
 }
 
 /**
@@ -2503,15 +2480,17 @@ async function stageSource(
     );
     await createStaging(tx, plan, !filled);
     const total = source.tables[plan.spec.name].rows;
-    const print: Fingerprint = { rows: 0, sums: {} };
     let done = 0;
+    let sent = 0;
     const progress = () => options.onProgress?.({ table: plan.spec.name, done, total });
-    const lines = stagingLines(source, plan, options, log, print, (read) => (done = read));
-    await copyInto(tx, `${plan.staging} (${columnList(plan)})`, lines, progress);
+    const lines = stagingLines(source, plan, options, log, (read) => (done = read));
+    const counted = (function* () {
+      sent = yield* lines;
+    })();
+    await copyInto(tx, `${plan.staging} (${columnList(plan)}, ${DIGEST})`, counted, progress);
     done = total;
     progress();
-    await assertStagedIntact(tx, plan, print);
-    staged.set(plan, print.rows);
+    staged.set(plan, sent);
   }
   const skipped = new Map<TablePlan, number>();
   for (const plan of plans) {
@@ -2853,6 +2832,800 @@ async function syncSequences(tx: Tx, plan: TablePlan): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------
+// Row digests: one canonical text per row, hashed the same way on both sides
+// ---------------------------------------------------------------------------
+//
+// Verification compares every target row with its SQLite source: JavaScript
+// hashes a canonical text of each source row while it reads SQLite, and
+// PostgreSQL hashes the same text of each stored row (`col::text`, under the
+// run's DateStyle and TimeZone). The text of a row is its columns in plan
+// order, each `N` for NULL or `<UTF-8 bytes>:<text>`; the hash is
+// PostgreSQL's own `hashtextextended(text, 0)` (Bob Jenkins' lookup3), so no
+// extension is needed. A row whose digests differ is not condemned on that
+// alone: it is read again from SQLite and compared by value in PostgreSQL
+// (so `1.0` stored as `1.00` still counts as equal JSONB), over bind
+// parameters rather than COPY, so the second look does not share the first
+// one's path.
+
+/**
+ * What `jsonb_out` prints for a JSON text, as UTF-8 bytes, without JSON.parse
+ * (which loses number digits). Rules, each checked against PostgreSQL by the
+ * differential test in migrate_test.ts: duplicate keys keep the last value;
+ * keys sort by UTF-8 length, then bytewise; `{"a": 1, "b": [1, 2]}` spacing;
+ * escapes decoded, then written as escape_json does; numbers as numeric_out
+ * prints them (no exponent, display scale max(0, fraction digits − exponent),
+ * no negative zero). The input must be JSON that JSONB accepts (validated
+ * before). The result is a view of a reused buffer, valid until the next call.
+ */
+const jsonbCanonical: (text: string) => Uint8Array = (() => {
+  const encoder = new TextEncoder();
+
+  let b: Uint8Array = new Uint8Array(0); // input bytes
+  let n = 0; // input length
+  let i = 0; // input cursor
+  let out = new Uint8Array(1 << 16); // output bytes
+  let o = 0; // output length
+  let inBuf = new Uint8Array(1 << 16); // UTF-8 of jsonbText's argument
+
+  // Decoded bytes of keys that contained escapes (plain keys are read from b).
+  let ks = new Uint8Array(1 << 10);
+  let kso = 0;
+
+  // Stack of object members: key bytes [kA, kE) in b (or in ks if kIn[x] === 1),
+  // member output range [mS, mE) in out, and the sort permutation.
+  let kA = new Int32Array(256);
+  let kE = new Int32Array(256);
+  let mS = new Int32Array(256);
+  let mE = new Int32Array(256);
+  let ord = new Int32Array(256);
+  let kIn = new Uint8Array(256);
+  let top = 0;
+
+  // Set by str(): where the last key's decoded bytes are.
+  let keyA = 0;
+  let keyE = 0;
+  let keyInKs = 0;
+
+  function encodeInput(text: string): Uint8Array {
+    if (inBuf.length < text.length * 3) {
+      inBuf = new Uint8Array(text.length * 3 + 1024);
+    }
+    const { written } = encoder.encodeInto(text, inBuf);
+    return inBuf.subarray(0, written);
+  }
+
+  /**
+   * UTF-8 JSON in, UTF-8 jsonb text out. The result is a view of an internal
+   * buffer, valid only until the next call of any function of this module.
+   */
+  function jsonbBytes(input: Uint8Array): Uint8Array {
+    b = input;
+    n = input.length;
+    i = 0;
+    o = 0;
+    kso = 0;
+    top = 0;
+    ensure(2 * n + 64); // output <= 2 * input, except numbers with exponents (they ensure())
+    try {
+      skipWs();
+      value();
+      skipWs();
+      if (i !== n) fail("trailing characters");
+      return out.subarray(0, o);
+    } finally {
+      b = EMPTY;
+    }
+  }
+  const EMPTY = new Uint8Array(0);
+
+  function fail(msg: string): never {
+    throw new SyntaxError(`jsonb: ${msg} at byte ${i}`);
+  }
+
+  function ensure(size: number): void {
+    if (out.length >= size) return;
+    const bigger = new Uint8Array(Math.max(size, out.length * 2));
+    bigger.set(out.subarray(0, o));
+    out = bigger;
+  }
+
+  function skipWs(): void {
+    const src = b;
+    let ii = i;
+    let c = src[ii];
+    if (c > 32) return; // fast path: no whitespace (c is never undefined here in practice)
+    while (c === 32 || c === 10 || c === 13 || c === 9) c = src[++ii];
+    i = ii;
+  }
+
+  function value(): void {
+    const c = b[i];
+    switch (c) {
+      case 0x7b: // {
+        object();
+        return;
+      case 0x5b: // [
+        array();
+        return;
+      case 0x22: // "
+        str(false);
+        return;
+      case 0x74: // t
+        literal(0x72, 0x75, 0x65, -1); // rue
+        return;
+      case 0x66: // f
+        literal(0x61, 0x6c, 0x73, 0x65); // alse
+        return;
+      case 0x6e: // n
+        literal(0x75, 0x6c, 0x6c, -1); // ull
+        return;
+      default:
+        if (c === 0x2d || (c >= 0x30 && c <= 0x39)) number();
+        else fail("unexpected character");
+    }
+  }
+
+  function literal(c1: number, c2: number, c3: number, c4: number): void {
+    const len = c4 < 0 ? 4 : 5;
+    if (
+      b[i + 1] !== c1 || b[i + 2] !== c2 || b[i + 3] !== c3 ||
+      (c4 >= 0 && b[i + 4] !== c4)
+    ) {
+      fail("bad literal");
+    }
+    for (let k = 0; k < len; k++) out[o++] = b[i++];
+  }
+
+  // ---------------------------------------------------------------- strings
+
+  /** Copies the string at i (b[i] === '"') to out in jsonb form. */
+  function str(isKey: boolean): void {
+    const src = b;
+    const dst = out;
+    let ii = i + 1;
+    let oo = o;
+    const start = ii;
+    dst[oo++] = 0x22;
+    for (;;) {
+      const c = src[ii];
+      if (c === 0x22) break;
+      if (c === 0x5c || c === undefined) {
+        i = ii;
+        o = oo;
+        if (c === undefined) fail("unterminated string");
+        escaped(isKey, start);
+        return;
+      }
+      dst[oo++] = c;
+      ii++;
+    }
+    dst[oo++] = 0x22;
+    i = ii;
+    o = oo;
+    if (isKey) {
+      keyA = start;
+      keyE = i;
+      keyInKs = 0;
+    }
+    i++;
+  }
+
+  function ensureKs(size: number): void {
+    if (ks.length >= size) return;
+    const bigger = new Uint8Array(Math.max(size, ks.length * 2));
+    bigger.set(ks.subarray(0, kso));
+    ks = bigger;
+  }
+
+  /** Rest of a string with escapes: decode, re-escape as escape_json does. */
+  function escaped(isKey: boolean, start: number): void {
+    if (isKey) {
+      // the decoded key goes to ks: plain prefix first; decoding never grows
+      ensureKs(kso + (n - start) + 16);
+      keyA = kso;
+      keyInKs = 1;
+      for (let k = start; k < i; k++) ks[kso++] = b[k];
+    }
+    for (;;) {
+      const c = b[i];
+      if (c === 0x22) break;
+      if (i >= n) fail("unterminated string");
+      if (c !== 0x5c) {
+        out[o++] = c;
+        if (isKey) ks[kso++] = c;
+        i++;
+        continue;
+      }
+      const e = b[i + 1];
+      i += 2;
+      let d: number; // decoded character (code point)
+      switch (e) {
+        case 0x22:
+        case 0x5c:
+        case 0x2f:
+          d = e;
+          break;
+        case 0x62:
+          d = 8;
+          break;
+        case 0x66:
+          d = 12;
+          break;
+        case 0x6e:
+          d = 10;
+          break;
+        case 0x72:
+          d = 13;
+          break;
+        case 0x74:
+          d = 9;
+          break;
+        case 0x75: {
+          d = hex4(i);
+          i += 4;
+          if (d === 0) fail("\\u0000 cannot be converted to text");
+          if (d >= 0xd800 && d <= 0xdbff) {
+            if (b[i] !== 0x5c || b[i + 1] !== 0x75) {
+              fail("Unicode low surrogate must follow a high surrogate");
+            }
+            const lo = hex4(i + 2);
+            if (lo < 0xdc00 || lo > 0xdfff) {
+              fail("Unicode low surrogate must follow a high surrogate");
+            }
+            i += 6;
+            d = 0x10000 + ((d - 0xd800) << 10) + (lo - 0xdc00);
+          } else if (d >= 0xdc00 && d <= 0xdfff) {
+            fail("Unicode low surrogate must follow a high surrogate");
+          }
+          break;
+        }
+        default:
+          return fail("bad escape");
+      }
+      if (d < 0x80) {
+        if (isKey) ks[kso++] = d;
+        writeEscapedAscii(d);
+      } else {
+        const at = o;
+        writeUtf8(d);
+        if (isKey) { for (let k = at; k < o; k++) ks[kso++] = out[k]; }
+      }
+    }
+    out[o++] = 0x22;
+    if (isKey) keyE = kso;
+    i++;
+  }
+
+  const HEX = [
+    0x30,
+    0x31,
+    0x32,
+    0x33,
+    0x34,
+    0x35,
+    0x36,
+    0x37,
+    0x38,
+    0x39,
+    0x61,
+    0x62,
+    0x63,
+    0x64,
+    0x65,
+    0x66,
+  ];
+
+  /** escape_json for one ASCII character. */
+  function writeEscapedAscii(d: number): void {
+    if (d >= 0x20) {
+      if (d === 0x22 || d === 0x5c) out[o++] = 0x5c;
+      out[o++] = d;
+      return;
+    }
+    out[o++] = 0x5c;
+    switch (d) {
+      case 8:
+        out[o++] = 0x62;
+        return;
+      case 12:
+        out[o++] = 0x66;
+        return;
+      case 10:
+        out[o++] = 0x6e;
+        return;
+      case 13:
+        out[o++] = 0x72;
+        return;
+      case 9:
+        out[o++] = 0x74;
+        return;
+      default:
+        out[o++] = 0x75; // u00xx, lowercase hex
+        out[o++] = 0x30;
+        out[o++] = 0x30;
+        out[o++] = HEX[d >> 4];
+        out[o++] = HEX[d & 15];
+    }
+  }
+
+  function writeUtf8(cp: number): void {
+    if (cp < 0x800) {
+      out[o++] = 0xc0 | (cp >> 6);
+    } else if (cp < 0x10000) {
+      out[o++] = 0xe0 | (cp >> 12);
+      out[o++] = 0x80 | ((cp >> 6) & 0x3f);
+    } else {
+      out[o++] = 0xf0 | (cp >> 18);
+      out[o++] = 0x80 | ((cp >> 12) & 0x3f);
+      out[o++] = 0x80 | ((cp >> 6) & 0x3f);
+    }
+    out[o++] = 0x80 | (cp & 0x3f);
+  }
+
+  function hex4(at: number): number {
+    let v = 0;
+    for (let k = 0; k < 4; k++) {
+      const c = b[at + k];
+      let d: number;
+      if (c >= 0x30 && c <= 0x39) d = c - 0x30;
+      else if (c >= 0x61 && c <= 0x66) d = c - 0x57;
+      else if (c >= 0x41 && c <= 0x46) d = c - 0x37;
+      else return fail("bad \\u escape");
+      v = (v << 4) | d;
+    }
+    return v;
+  }
+
+  // ---------------------------------------------------------------- numbers
+
+  function number(): void {
+    const src = b;
+    let ii = i;
+    const start = ii;
+    let c = src[ii];
+    const neg = c === 0x2d;
+    if (neg) c = src[++ii];
+    const intStart = ii;
+    while (c >= 0x30 && c <= 0x39) c = src[++ii];
+    const intEnd = ii;
+    let fracStart = ii;
+    let fracEnd = ii;
+    let zeroFrac = true;
+    let badFrac = false;
+    if (c === 0x2e) {
+      fracStart = ++ii;
+      c = src[ii];
+      while (c >= 0x30 && c <= 0x39) {
+        if (c !== 0x30) zeroFrac = false;
+        c = src[++ii];
+      }
+      fracEnd = ii;
+      badFrac = fracEnd === fracStart;
+    }
+    i = ii;
+    if (intEnd === intStart || badFrac) fail("bad number");
+    if (c !== 0x65 && c !== 0x45) {
+      // No exponent: JSON has no leading zeros, so the text already is
+      // numeric_out's, except that numeric has no negative zero.
+      const from = neg && src[intStart] === 0x30 && zeroFrac ? intStart : start;
+      const dst = out;
+      let oo = o;
+      for (let k = from; k < ii; k++) dst[oo++] = src[k];
+      o = oo;
+      return;
+    }
+    c = b[++i];
+    let expNeg = false;
+    if (c === 0x2b || c === 0x2d) {
+      expNeg = c === 0x2d;
+      c = b[++i];
+    }
+    const expStart = i;
+    while (c >= 0x30 && c <= 0x39) c = b[++i];
+    if (i === expStart) fail("bad number");
+    let exp = Number(ascii(expStart, i));
+    if (expNeg) exp = -exp;
+    const text = scaled(
+      neg,
+      ascii(intStart, intEnd),
+      ascii(fracStart, fracEnd),
+      exp,
+    );
+    ensure(o + text.length + 2 * (n - i) + 64);
+    for (let k = 0; k < text.length; k++) out[o++] = text.charCodeAt(k);
+  }
+
+  function ascii(from: number, to: number): string {
+    let s = "";
+    for (let k = from; k < to; k++) s += String.fromCharCode(b[k]);
+    return s;
+  }
+
+  const NUMERIC_DSCALE_MAX = 16383;
+  const NUMERIC_MAX_INT_DIGITS = 131072; // (NUMERIC_WEIGHT_MAX + 1) * DEC_DIGITS
+
+  /** numeric_out(numeric_in("<int>.<frac>e<exp>")). */
+  function scaled(neg: boolean, int: string, frac: string, exp: number): string {
+    // PG 15 set_var_from_str rejects |exponent| >= INT_MAX / 2.
+    if (!(Math.abs(exp) < 1073741823)) fail("value overflows numeric format");
+    const dscale = Math.max(0, frac.length - exp);
+    if (dscale > NUMERIC_DSCALE_MAX) fail("value overflows numeric format");
+    const digits = int + frac;
+    let first = 0; // first non-zero digit
+    while (first < digits.length && digits.charCodeAt(first) === 0x30) first++;
+    if (first === digits.length) {
+      // zero: no sign, dscale zeros
+      return dscale > 0 ? "0." + "0".repeat(dscale) : "0";
+    }
+    const point = int.length + exp; // decimal point position within digits
+    if (point - first > NUMERIC_MAX_INT_DIGITS) {
+      fail("value overflows numeric format");
+    }
+    let intPart: string;
+    if (point <= first) intPart = "0";
+    else if (point >= digits.length) {
+      intPart = digits.slice(first) + "0".repeat(point - digits.length);
+    } else intPart = digits.slice(first, point);
+    let res = neg ? "-" + intPart : intPart;
+    if (dscale > 0) {
+      // digits after the point == dscale exactly here (frac.length - exp > 0)
+      res += "." +
+        (point < 0 ? "0".repeat(-point) + digits : digits.slice(point));
+    }
+    return res;
+  }
+
+  // ---------------------------------------------------------------- containers
+
+  function array(): void {
+    out[o++] = 0x5b;
+    i++;
+    skipWs();
+    if (b[i] === 0x5d) {
+      out[o++] = 0x5d;
+      i++;
+      return;
+    }
+    for (;;) {
+      if (b[i] === 0x22) str(false);
+      else value();
+      skipWs();
+      const c = b[i++];
+      if (c === 0x2c) {
+        out[o++] = 0x2c;
+        out[o++] = 0x20;
+        skipWs();
+      } else if (c === 0x5d) {
+        out[o++] = 0x5d;
+        return;
+      } else {
+        i--;
+        fail("expected , or ]");
+      }
+    }
+  }
+
+  function growStack(): void {
+    const size = kA.length * 2;
+    const g32 = (a: Int32Array) => {
+      const x = new Int32Array(size);
+      x.set(a);
+      return x;
+    };
+    kA = g32(kA);
+    kE = g32(kE);
+    mS = g32(mS);
+    mE = g32(mE);
+    ord = g32(ord);
+    const x = new Uint8Array(size);
+    x.set(kIn);
+    kIn = x;
+  }
+
+  /** jsonb key order: UTF-8 length, then bytes. 0 means equal keys. */
+  function compareKeys(x: number, y: number): number {
+    const ax = kA[x];
+    const ay = kA[y];
+    const len = kE[x] - ax;
+    const d = len - (kE[y] - ay);
+    if (d !== 0) return d;
+    const bx = kIn[x] === 0 ? b : ks;
+    const by = kIn[y] === 0 ? b : ks;
+    for (let k = 0; k < len; k++) {
+      const diff = bx[ax + k] - by[ay + k];
+      if (diff !== 0) return diff;
+    }
+    return 0;
+  }
+
+  function object(): void {
+    out[o++] = 0x7b;
+    i++;
+    skipWs();
+    if (b[i] === 0x7d) {
+      out[o++] = 0x7d;
+      i++;
+      return;
+    }
+    const base = top;
+    const bodyStart = o;
+    for (;;) {
+      if (b[i] !== 0x22) fail("expected key");
+      const ms = o;
+      str(true);
+      const ka = keyA;
+      const ke = keyE;
+      const kin = keyInKs;
+      skipWs();
+      if (b[i] !== 0x3a) fail("expected :");
+      i++;
+      out[o++] = 0x3a;
+      out[o++] = 0x20;
+      skipWs();
+      if (b[i] === 0x22) str(false);
+      else value();
+      if (top >= kA.length) growStack();
+      kA[top] = ka;
+      kE[top] = ke;
+      kIn[top] = kin;
+      mS[top] = ms;
+      mE[top] = o;
+      top++;
+      skipWs();
+      const c = b[i++];
+      if (c === 0x2c) {
+        out[o++] = 0x2c;
+        out[o++] = 0x20;
+        skipWs();
+      } else if (c === 0x7d) break;
+      else {
+        i--;
+        fail("expected , or }");
+      }
+    }
+    const cnt = top - base;
+    if (cnt > 1) {
+      // Stable insertion sort of member indices; equal keys keep input order.
+      let reorder = false;
+      ord[base] = base;
+      for (let a = base + 1; a < top; a++) {
+        let p = a - 1;
+        for (; p >= base; p--) {
+          const cmp = compareKeys(ord[p], a);
+          if (cmp < 0) break;
+          if (cmp === 0) {
+            reorder = true; // duplicate: must drop one
+            break;
+          }
+          ord[p + 1] = ord[p];
+        }
+        if (p !== a - 1) reorder = true;
+        ord[p + 1] = a;
+      }
+      if (reorder) {
+        // Copy the body past the end of out, then copy members back in order,
+        // keeping only the last of each run of equal keys.
+        const len = o - bodyStart;
+        ensure(o + len + 16);
+        const shift = o - bodyStart;
+        out.copyWithin(o, bodyStart, o);
+        o = bodyStart;
+        for (let a = base; a < top; a++) {
+          const x = ord[a];
+          if (a + 1 < top && compareKeys(x, ord[a + 1]) === 0) continue;
+          if (o !== bodyStart) {
+            out[o++] = 0x2c;
+            out[o++] = 0x20;
+          }
+          const s0 = mS[x] + shift;
+          const s1 = mE[x] + shift;
+          out.copyWithin(o, s0, s1);
+          o += s1 - s0;
+        }
+      }
+    }
+    top = base;
+    out[o++] = 0x7d;
+  }
+
+  return (text: string): Uint8Array => jsonbBytes(encodeInput(text));
+})();
+
+/** PostgreSQL's hash_bytes_extended with seed 0: what `hashtextextended(text, 0)` returns. */
+function hashBytesExtended(k: Uint8Array, length: number): bigint {
+  let a = (0x9e3779b9 + length + 3923095) | 0;
+  let b = a;
+  let c = a;
+  let i = 0;
+  let rest = length;
+  const word = (at: number) => k[at] | (k[at + 1] << 8) | (k[at + 2] << 16) | (k[at + 3] << 24);
+  while (rest >= 12) {
+    a = (a + word(i)) | 0;
+    b = (b + word(i + 4)) | 0;
+    c = (c + word(i + 8)) | 0;
+    // mix(a, b, c)
+    a = (a - c) | 0, a ^= (c << 4) | (c >>> 28), c = (c + b) | 0;
+    b = (b - a) | 0, b ^= (a << 6) | (a >>> 26), a = (a + c) | 0;
+    c = (c - b) | 0, c ^= (b << 8) | (b >>> 24), b = (b + a) | 0;
+    a = (a - c) | 0, a ^= (c << 16) | (c >>> 16), c = (c + b) | 0;
+    b = (b - a) | 0, b ^= (a << 19) | (a >>> 13), a = (a + c) | 0;
+    c = (c - b) | 0, c ^= (b << 4) | (b >>> 28), b = (b + a) | 0;
+    i += 12;
+    rest -= 12;
+  }
+  // The last 11 bytes, little-endian; the lowest byte of c is left to the length.
+  switch (rest) {
+    case 11:
+      c = (c + (k[i + 10] << 24)) | 0;
+      /* falls through */
+    case 10:
+      c = (c + (k[i + 9] << 16)) | 0;
+      /* falls through */
+    case 9:
+      c = (c + (k[i + 8] << 8)) | 0;
+      /* falls through */
+    case 8:
+      b = (b + (k[i + 7] << 24)) | 0;
+      /* falls through */
+    case 7:
+      b = (b + (k[i + 6] << 16)) | 0;
+      /* falls through */
+    case 6:
+      b = (b + (k[i + 5] << 8)) | 0;
+      /* falls through */
+    case 5:
+      b = (b + k[i + 4]) | 0;
+      /* falls through */
+    case 4:
+      a = (a + (k[i + 3] << 24)) | 0;
+      /* falls through */
+    case 3:
+      a = (a + (k[i + 2] << 16)) | 0;
+      /* falls through */
+    case 2:
+      a = (a + (k[i + 1] << 8)) | 0;
+      /* falls through */
+    case 1:
+      a = (a + k[i]) | 0;
+  }
+  // final(a, b, c)
+  c ^= b, c = (c - ((b << 14) | (b >>> 18))) | 0;
+  a ^= c, a = (a - ((c << 11) | (c >>> 21))) | 0;
+  b ^= a, b = (b - ((a << 25) | (a >>> 7))) | 0;
+  c ^= b, c = (c - ((b << 16) | (b >>> 16))) | 0;
+  a ^= c, a = (a - ((c << 4) | (c >>> 28))) | 0;
+  b ^= a, b = (b - ((a << 14) | (a >>> 18))) | 0;
+  c ^= b, c = (c - ((b << 24) | (b >>> 8))) | 0;
+  return BigInt.asIntN(64, (BigInt(b >>> 0) << 32n) | BigInt(c >>> 0));
+}
+
+/**
+ * The hash that PostgreSQL computes for `text` with `hashtextextended(text, 0)`.
+ *
+ * @example
+ * ```ts
+ * import { hashTextExtended } from "./migrate.ts";
+ * hashTextExtended("abc"); // equals SELECT hashtextextended('abc', 0)
+ * ```
+ */
+export function hashTextExtended(text: string): bigint {
+  const digest = new RowDigest();
+  digest.raw(text);
+  return digest.finish();
+}
+
+/**
+ * The canonical text of `jsonb_out` for a JSON text that JSONB accepts.
+ *
+ * @example
+ * ```ts
+ * import { jsonbText } from "./migrate.ts";
+ * jsonbText('{"b": 1e2, "a": -0}'); // '{"a": 0, "b": 100}'
+ * ```
+ */
+export function jsonbText(text: string): string {
+  return new TextDecoder().decode(jsonbCanonical(text));
+}
+
+/** Builds one row's canonical text as UTF-8 in a reused buffer, then hashes it. */
+class RowDigest {
+  #buffer = new Uint8Array(1 << 16);
+  #length = 0;
+  #encoder = new TextEncoder();
+
+  #reserve(bytes: number): void {
+    if (this.#length + bytes <= this.#buffer.length) return;
+    const bigger = new Uint8Array(Math.max(this.#buffer.length * 2, this.#length + bytes));
+    bigger.set(this.#buffer.subarray(0, this.#length));
+    this.#buffer = bigger;
+  }
+
+  /** Text as it is, with no length prefix (for hashTextExtended). */
+  raw(text: string): void {
+    this.#reserve(text.length * 3);
+    this.#length += this.#encoder.encodeInto(text, this.#buffer.subarray(this.#length)).written;
+  }
+
+  #prefix(bytes: number): void {
+    const prefix = `${bytes}:`;
+    this.#reserve(prefix.length + bytes);
+    for (let i = 0; i < prefix.length; i++) this.#buffer[this.#length++] = prefix.charCodeAt(i);
+  }
+
+  null(): void {
+    this.#reserve(1);
+    this.#buffer[this.#length++] = 0x4e; // N
+  }
+
+  text(text: string): void {
+    this.#prefix(utf8Length(text));
+    this.raw(text);
+  }
+
+  bytes(bytes: Uint8Array): void {
+    this.#prefix(bytes.length);
+    this.#buffer.set(bytes, this.#length);
+    this.#length += bytes.length;
+  }
+
+  /** The hash of what was added since the last finish(). */
+  finish(): bigint {
+    const digest = hashBytesExtended(this.#buffer, this.#length);
+    this.#length = 0;
+    return digest;
+  }
+}
+
+/** Adds one clean value, as PostgreSQL's `::text` of the stored value prints it. */
+function addCanonical(digest: RowDigest, column: PlannedColumn, value: CleanValue): void {
+  if (value === null) return digest.null();
+  switch (column.kind) {
+    case "json":
+      return column.target.baseName === "jsonb"
+        ? digest.bytes(jsonbCanonical(value as string))
+        : digest.text(value as string);
+    case "text":
+      // char(n)::text drops the padding, and with it any trailing spaces.
+      return digest.text(
+        column.target.baseName === "bpchar"
+          ? (value as string).replace(/ +$/, "")
+          : value as string,
+      );
+    case "timestamp":
+      return digest.text(timestampText(value as string, column.target.baseName === "timestamptz"));
+    default:
+      return digest.text(String(value));
+  }
+}
+
+/**
+ * A timestamp as PostgreSQL prints it with DateStyle ISO and TimeZone UTC:
+ * `2024-01-31 09:05:00.5+00` for timestamptz (an offset in the input is
+ * applied), `2024-01-31 09:05:00.5` for timestamp (an offset is ignored, as
+ * PostgreSQL ignores it).
+ */
+function timestampText(text: string, withZone: boolean): string {
+  const match = ISO_TIMESTAMP.exec(text)!;
+  const [, date, hour = "00", minute = "00", second = "00", fraction = "", offset] = match;
+  const [year, month, day] = date.split("-").map(Number);
+  const time = new Date(0);
+  time.setUTCFullYear(year, month - 1, day);
+  time.setUTCHours(Number(hour), Number(minute), Number(second));
+  if (withZone && offset && offset !== "Z") {
+    const digits = offset.replace(":", "");
+    const minutes = Number(digits.slice(1, 3)) * 60 + Number(digits.slice(3, 5) || 0);
+    time.setUTCMinutes(time.getUTCMinutes() - (digits[0] === "-" ? -minutes : minutes));
+  }
+  const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+  const fractionText = fraction.replace(/0+$/, "");
+  return `${pad(time.getUTCFullYear(), 4)}-${pad(time.getUTCMonth() + 1)}-${
+    pad(time.getUTCDate())
+  } ${pad(time.getUTCHours())}:${pad(time.getUTCMinutes())}:${pad(time.getUTCSeconds())}${
+    fractionText ? `.${fractionText}` : ""
+  }${withZone ? "+00" : ""}`;
+}
+
+// ---------------------------------------------------------------------------
 // 6. Verify: the target equals the staged source, row by row, in SQL
 // ---------------------------------------------------------------------------
 
@@ -2928,17 +3701,18 @@ async function diffExamples(
 
 /**
  * The tutorial's checks (counts, JSONB objects, sample query) plus the proof
- * of content: `diffs` must be the diff of the target as it is now.
+ * of content: every target row compared with its SQLite source.
  */
 async function verifyTarget(
   tx: Tx,
   source: Source,
   plans: TablePlan[],
   skipped: Map<TablePlan, number>,
-  diffs: Map<TablePlan, Diff>,
+  options: Options,
 ): Promise<Verification> {
   const counts: CountCheck[] = [];
   const mismatches = new ProblemLog();
+  let rechecked = 0;
   for (const plan of plans) {
     const [{ n }] = await tx.unsafe(`SELECT count(*)::int AS n FROM ${plan.target.qualified}`);
     const sqlite = source.tables[plan.spec.name].rows;
@@ -2948,9 +3722,7 @@ async function verifyTarget(
       expected: sqlite - skipped.get(plan)!,
       postgres: n,
     });
-    if (!isClean(diffs.get(plan)!)) {
-      await diffExamples(tx, plan, "content-mismatch", mismatches);
-    }
+    rechecked += await verifyFromSource(tx, source, plan, options, mismatches);
   }
   const { jsonObjects, sample } = await payloadChecks(tx, plans);
   return {
@@ -2959,7 +3731,119 @@ async function verifyTarget(
     jsonObjects,
     sample,
     mismatches: mismatches.groups,
+    rechecked,
   };
+}
+
+/**
+ * Each target row's digest, computed by PostgreSQL from the stored values:
+ * the same canonical text as {@link rowDigest} builds from SQLite's. The
+ * lateral subquery (kept by OFFSET 0) prints each value once.
+ */
+function targetDigests(plan: TablePlan): string {
+  const texts = plan.columns.map((c) => `t.${q(c.name)}::text AS ${q(c.name)}`).join(", ");
+  const fields = plan.columns.map((c) => {
+    const x = `x.${q(c.name)}`;
+    return `CASE WHEN ${x} IS NULL THEN 'N' ELSE octet_length(${x})::text || ':' || ${x} END`;
+  });
+  return `SELECT ${plan.spec.key.map((k) => `t.${q(k)}`).join(", ")},
+      hashtextextended(concat(${fields.join(", ")}) COLLATE "C", 0) AS ${DIGEST}
+    FROM ${plan.target.qualified} t CROSS JOIN LATERAL (SELECT ${texts} OFFSET 0) x`;
+}
+
+/** Rows whose digests differ are read again and compared by value, this many at a time. */
+const RECHECK_BATCH = 500;
+/** Beyond this many differing digests, the rows are reported without a second look. */
+const RECHECK_MAX = 100_000;
+
+/**
+ * Compares every target row with its SQLite source, by digest, and rows
+ * whose digests differ by value (see "Row digests"); logs rows that are
+ * missing, extra or different as content mismatches. Returns how many rows
+ * were compared by value.
+ */
+async function verifyFromSource(
+  tx: Tx,
+  source: Source,
+  plan: TablePlan,
+  options: Options,
+  log: ProblemLog,
+): Promise<number> {
+  const k = q(plan.spec.key[0]);
+  const found = `migrate_verify_${plan.spec.name}`;
+  const keys = plan.spec.key.map((key, i) => `coalesce(s.${q(key)}, t.${q(key)})::text AS k${i}`);
+  await tx.unsafe(`CREATE TEMPORARY TABLE ${found} ON COMMIT DROP AS
+    SELECT ${keys.join(", ")},
+      CASE WHEN t.${k} IS NULL THEN 'missing in PostgreSQL'
+           WHEN s.${k} IS NULL THEN 'only in PostgreSQL' ELSE 'values differ' END AS what
+    FROM (${targetDigests(plan)}) t FULL JOIN ${plan.staging} s ON ${keyMatch(plan, "s", "t")}
+    WHERE t.${k} IS NULL OR s.${k} IS NULL OR t.${DIGEST} <> s.${DIGEST}`);
+  const key = plan.spec.key.map((_, i) => `k${i}`).join(" || '/' || ");
+  const differ = await tx.unsafe(
+    `SELECT ${plan.spec.key.map((_, i) => `k${i}`).join(", ")} FROM ${found}
+     WHERE what = 'values differ' LIMIT ${RECHECK_MAX + 1}`,
+  );
+  if (differ.length <= RECHECK_MAX) {
+    // Equal by value after all (1.0 stored as 1.00): not a mismatch.
+    const equal: string[] = [];
+    for (let i = 0; i < differ.length; i += RECHECK_BATCH) {
+      const batch = differ.slice(i, i + RECHECK_BATCH)
+        .map((row) => plan.spec.key.map((_, j) => row[`k${j}`] as string));
+      const different = new Set(await recheck(tx, source, plan, options, batch));
+      equal.push(...batch.map((k) => k.join("/")).filter((k) => !different.has(k)));
+    }
+    await tx.unsafe(`DELETE FROM ${found} WHERE ${key} = ANY($1::text[])`, [equal]);
+  }
+  await logRows(
+    tx,
+    `SELECT ${key} AS key, what FROM ${found} ORDER BY ${key} COLLATE "C"`,
+    [],
+    log,
+    (row) => ({ kind: "content-mismatch", table: plan.spec.name, key: row.key, value: row.what }),
+  );
+  return differ.length;
+}
+
+/**
+ * Reads the rows with these keys from SQLite again and compares them with
+ * the target by value, over bind parameters; returns the keys that differ.
+ */
+async function recheck(
+  tx: Tx,
+  source: Source,
+  plan: TablePlan,
+  options: Options,
+  keys: string[][],
+): Promise<string[]> {
+  const lookup = prepareArrays(
+    source.db,
+    `SELECT ${sourceColumns(plan)} FROM ${q(plan.spec.name)} WHERE ${
+      plan.spec.key.map((k) => `${q(k)} = ?`).join(" AND ")
+    }`,
+  );
+  const columns: (string | null)[][] = plan.columns.map(() => []);
+  const quiet = new ProblemLog();
+  for (const key of keys) {
+    const [row] = lookup.all(...key);
+    const clean = row ? validateRow(plan, row, options, quiet, quiet) : null;
+    // A row that is gone or now invalid cannot match: its key alone shows it.
+    plan.columns.forEach((_, i) => {
+      const keyAt = plan.keyIndexes.indexOf(i);
+      const value = clean ? clean[i] : keyAt >= 0 ? key[keyAt] : null;
+      columns[i].push(value === null ? null : String(value));
+    });
+  }
+  const typed = plan.columns.map((c, i) => `u.c${i}::${c.target.stageType} AS ${q(c.name)}`);
+  const rows = await tx.unsafe(
+    `SELECT ${keyText(plan, "s")} AS key
+     FROM (SELECT ${typed.join(", ")} FROM unnest(${
+      plan.columns.map((_, i) => `$${i + 1}::text[]`).join(", ")
+    }) AS u(${plan.columns.map((_, i) => `c${i}`).join(", ")})) s
+     LEFT JOIN ${plan.target.qualified} t ON ${keyMatch(plan, "s", "t")}
+     WHERE t.${q(plan.spec.key[0])} IS NULL OR ${distinct(plan.columns, "s", "t")}`,
+    columns as never[],
+  );
+  return rows.map((row) => row.key as string);
 }
 
 /** The seed's JSONB checks, where the target has tracks with a JSON raw_json (jsonb or json). */
@@ -3231,12 +4115,8 @@ async function runInTransaction(
   const written = options.mode === "verify-only" || [...diffs.values()].every(isClean)
     ? new Map<TablePlan, Written>()
     : await writeChanges(tx, plans, diffs, staged, options.prune, step);
-  // When nothing was written, the comparison just made is the verification.
-  if (written.size > 0) {
-    step("verifying every row against its source");
-    for (const plan of plans) diffs.set(plan, await diffTable(tx, plan));
-  }
-  const verification = await verifyTarget(tx, source, plans, skipped, diffs);
+  step("verifying every row against its source");
+  const verification = await verifyTarget(tx, source, plans, skipped, options);
   const report: Report = {
     ok: verification.ok,
     mode: options.mode,
