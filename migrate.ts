@@ -3438,11 +3438,10 @@ function hashBytesExtended(k: Uint8Array, length: number): bigint {
   let c = a;
   let i = 0;
   let rest = length;
-  const word = (at: number) => k[at] | (k[at + 1] << 8) | (k[at + 2] << 16) | (k[at + 3] << 24);
   while (rest >= 12) {
-    a = (a + word(i)) | 0;
-    b = (b + word(i + 4)) | 0;
-    c = (c + word(i + 8)) | 0;
+    a = (a + (k[i] | (k[i + 1] << 8) | (k[i + 2] << 16) | (k[i + 3] << 24))) | 0;
+    b = (b + (k[i + 4] | (k[i + 5] << 8) | (k[i + 6] << 16) | (k[i + 7] << 24))) | 0;
+    c = (c + (k[i + 8] | (k[i + 9] << 8) | (k[i + 10] << 16) | (k[i + 11] << 24))) | 0;
     // mix(a, b, c)
     a = (a - c) | 0, a ^= (c << 4) | (c >>> 28), c = (c + b) | 0;
     b = (b - a) | 0, b ^= (a << 6) | (a >>> 26), a = (a + c) | 0;
@@ -3527,6 +3526,8 @@ export function jsonbText(text: string): string {
   return new TextDecoder().decode(jsonbCanonical(text));
 }
 
+const SHORT_TEXT = 64;
+
 /** Builds one row's canonical text as UTF-8 in a reused buffer, then hashes it. */
 class RowDigest {
   #buffer = new Uint8Array(1 << 16);
@@ -3543,6 +3544,21 @@ class RowDigest {
   /** Text as it is, with no length prefix (for hashTextExtended). */
   raw(text: string): void {
     this.#reserve(text.length * 3);
+    // Short ASCII text (keys, dates, numbers) is copied by hand: cheaper than
+    // a call into the encoder for every field of every row.
+    if (text.length <= SHORT_TEXT) {
+      const start = this.#length;
+      let i = 0;
+      for (; i < text.length; i++) {
+        const code = text.charCodeAt(i);
+        if (code >= 0x80) break;
+        this.#buffer[start + i] = code;
+      }
+      if (i === text.length) {
+        this.#length += i;
+        return;
+      }
+    }
     this.#length += this.#encoder.encodeInto(text, this.#buffer.subarray(this.#length)).written;
   }
 
