@@ -1147,10 +1147,10 @@ Deno.test("a connection lost mid-run rolls back, exits 2 and says so", async () 
 async function waitForLockWaits(env: Env, count: number): Promise<number[]> {
   for (let tries = 0; tries < 1500; tries++) {
     const waiting = await env.sql`
-      SELECT pid FROM pg_locks
-      WHERE locktype = 'advisory' AND NOT granted
-        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      ORDER BY pid`;
+      SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'migrate.ts'
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY l.pid`;
     if (waiting.length >= count) return waiting.map((row) => row.pid);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -1189,6 +1189,7 @@ Deno.test("a connection lost while COPY streams rolls back, exits 2 and says so"
       terminated = (await env.sql`
         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE pid <> pg_backend_pid() AND datname = current_database()
+          AND application_name = 'migrate.ts' AND state = 'active'
           AND query LIKE 'COPY pg_temp.%'`).length;
       if (terminated === 0) await new Promise((resolve) => setTimeout(resolve, 20));
     }
