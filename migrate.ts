@@ -1979,6 +1979,9 @@ interface TargetIndex {
   columns: string[] | null;
   tablespace: string | null;
   comment: string | null;
+  /** Marked for CLUSTER, or the table's replica identity: set again after a rebuild. */
+  clustered: boolean;
+  replicaIdentity: boolean;
 }
 
 /** One target table as PostgreSQL's catalog describes it. */
@@ -2064,7 +2067,8 @@ const TARGET_INDEXES = `
            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
            WHERE k.n <= i.indnkeyatts ORDER BY k.n) END AS columns,
          (SELECT spcname FROM pg_tablespace WHERE oid = ci.reltablespace) AS tablespace,
-         obj_description(i.indexrelid, 'pg_class') AS comment
+         obj_description(i.indexrelid, 'pg_class') AS comment,
+         i.indisclustered AS clustered, i.indisreplident AS "replicaIdentity"
   FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid
   WHERE i.indrelid = $1::oid ORDER BY ci.relname`;
 
@@ -2756,6 +2760,12 @@ async function restore(tx: Tx, plan: TablePlan, suspended: ReturnType<typeof sus
     }
   }
   for (const c of suspended.constraints.filter((c) => c.type === "f")) await add(c);
+  for (const index of plan.target.indexes) {
+    if (index.clustered) await tx.unsafe(`ALTER TABLE ${table} CLUSTER ON ${q(index.name)}`);
+    if (index.replicaIdentity) {
+      await tx.unsafe(`ALTER TABLE ${table} REPLICA IDENTITY USING INDEX ${q(index.name)}`);
+    }
+  }
 }
 
 /** A SQL string literal, for the few statements (COMMENT) that take no parameters. */
@@ -4331,7 +4341,9 @@ async function prepareTarget(tx: Tx, options: Options): Promise<void> {
   await tx.unsafe(`SET LOCAL DateStyle = 'ISO, YMD'`);
   if (options.createSchema) {
     for (const table of TABLES) {
-      for (const ddl of createTableDdl(table)) await tx.unsafe(ddl);
+      // A table that exists is the user's: it is used as it is, indexes and all.
+      const [found] = await tx.unsafe(TARGET_TABLE, [options.schema, table.name]);
+      if (!found) { for (const ddl of createTableDdl(table)) await tx.unsafe(ddl); }
     }
   }
 }
@@ -4354,9 +4366,7 @@ function createTableDdl(table: TableSpec): string[] {
   ];
   return [
     `CREATE TABLE IF NOT EXISTS ${q(table.name)} (${parts.join(", ")})`,
-    ...table.create.indexes.map((index) =>
-      `CREATE INDEX IF NOT EXISTS ${index.replace(/ USING /, " USING ")}`
-    ),
+    ...table.create.indexes.map((index) => `CREATE INDEX ${index}`),
   ];
 }
 

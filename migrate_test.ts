@@ -2198,6 +2198,7 @@ async function shapeOf(sql: postgres.Sql, schema: string): Promise<string[]> {
     WITH t AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                WHERE n.nspname = ${schema} AND c.relname IN ('tracks', 'snapshots'))
     SELECT 'index ' || pg_get_indexdef(i.indexrelid) || ' valid=' || i.indisvalid
+           || ' clustered=' || i.indisclustered || ' replica identity=' || i.indisreplident
            || coalesce(' comment=' || obj_description(i.indexrelid, 'pg_class'), '') AS line
     FROM pg_index i WHERE i.indrelid IN (SELECT oid FROM t)
     UNION ALL
@@ -2224,7 +2225,11 @@ async function rowVersions(env: Env): Promise<string[]> {
 
 Deno.test("the tutorial's schema: a bulk first run keeps every index and constraint, a rerun rewrites nothing", async () => {
   await withTarget(async (env) => {
-    await tutorialTarget(env);
+    await tutorialTarget(
+      env,
+      `ALTER TABLE snapshots CLUSTER ON idx_snapshots_date;
+       ALTER TABLE snapshots REPLICA IDENTITY USING INDEX snapshots_pkey`,
+    );
     // 10,000 tracks and 12,000 snapshots: both tables take the bulk path.
     const tracks = Array.from(
       { length: 10_000 },
