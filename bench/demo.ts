@@ -132,7 +132,10 @@ async function main(): Promise<number> {
     // 1. The SQLite source.
     let sqlite = values.sqlite ?? Deno.env.get("SQLITE_PATH");
     if (sqlite) {
-      sqlite = await Deno.realPath(sqlite);
+      const given = sqlite;
+      sqlite = await Deno.realPath(given).catch(() => {
+        throw new Error(`SQLite database not found: ${given}`);
+      });
       console.log(`SQLite: ${sqlite} (given)`);
     } else {
       sqlite = "music_time_machine.db";
@@ -194,7 +197,7 @@ async function main(): Promise<number> {
     await showQueries(url, schema, values.year);
     return 0;
   } catch (error) {
-    if (error instanceof Interrupted) {
+    if (error instanceof Interrupted || interrupted) {
       console.error("\ninterrupted");
       return 130;
     }
@@ -203,13 +206,6 @@ async function main(): Promise<number> {
   } finally {
     for (const cleanup of cleanups.reverse()) {
       await cleanup().catch((e) => console.error(`cleanup: ${(e as Error).message}`));
-    }
-    if (!interrupted) {
-      console.log(
-        `\nYour own data: SQLITE_PATH=path/to/music_time_machine.db deno task demo\n` +
-          `Your own server (into a throwaway schema): DATABASE_URL=postgresql://user:pass@host/db deno task demo\n` +
-          `The real migration: see "Use it on your app's database" in README.md (deno task migrate).`,
-      );
     }
   }
 }
@@ -227,5 +223,13 @@ if (import.meta.main) {
   };
   Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
   Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
-  Deno.exit(await main());
+  const code = await main();
+  if (code === 0) {
+    console.log(
+      `\nYour own data: SQLITE_PATH=path/to/music_time_machine.db deno task demo\n` +
+        `Your own server (into a throwaway schema): DATABASE_URL=postgresql://user:pass@host/db deno task demo\n` +
+        `The real migration: see "Use it on your app's database" in README.md (deno task migrate).`,
+    );
+  }
+  Deno.exit(code);
 }

