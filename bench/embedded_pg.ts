@@ -157,8 +157,8 @@ async function serverUser(): Promise<{ name: string; uid: number; gid: number }>
 }
 
 /**
- * Starts a new PostgreSQL in a temp folder, UTF-8 with locale C whatever the
- * machine's locale, listening on a free port of localhost only, password
+ * Starts a new PostgreSQL in a temp folder, UTF-8 with locale C.UTF-8 whatever
+ * the machine's locale, listening on a free port of localhost only, password
  * authentication (scram-sha-256), TLS on when openssl is installed.
  *
  * @example
@@ -204,7 +204,10 @@ export async function startEmbeddedPostgres(options: StartOptions = {}): Promise
     if (user) await Deno.chown(`${dir}/pwfile`, user.uid, user.gid);
     await run(`${native}/bin/initdb`, [
       ...["-D", data, "-U", ADMIN, `--pwfile=${dir}/pwfile`, "--auth=scram-sha-256"],
-      ...["--encoding=UTF8", "--locale=C", "--no-sync"],
+      // UTF-8 whatever the machine's locale; PostgreSQL's own C.UTF-8 (code
+      // point order) is the same on every OS, unlike the C library's locales.
+      ...["--encoding=UTF8", "--locale-provider=builtin", "--builtin-locale=C.UTF-8"],
+      ...["--locale=C", "--no-sync"],
     ], { runAs });
     await Deno.remove(`${dir}/pwfile`);
 

@@ -46,7 +46,7 @@ async function setUpTestDatabase(pg: EmbeddedPostgres): Promise<string> {
       await sql.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD '${TEST_PASSWORD}'`);
     }
     await sql`GRANT mtm TO mtm_tls`;
-    await sql`CREATE DATABASE mtm_test OWNER mtm ENCODING 'UTF8' TEMPLATE template0 LOCALE 'C'`;
+    await sql`CREATE DATABASE mtm_test OWNER mtm ENCODING 'UTF8'`;
   } finally {
     await sql.end();
   }
