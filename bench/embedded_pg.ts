@@ -177,14 +177,15 @@ export async function startEmbeddedPostgres(options: StartOptions = {}): Promise
   const user = Deno.uid() === 0 ? await serverUser() : undefined;
   const dir = await Deno.makeTempDir({ prefix: "mtm_embedded_pg_" });
   const data = `${dir}/data`;
-  let started = false;
   const runAs = user?.name;
   const pgCtl = (args: string[]) => run(`${native}/bin/pg_ctl`, args, { runAs });
   const stop = async () => {
     try {
-      if (started) await pgCtl(["stop", "-D", data, "-m", "fast", "-w"]);
+      // The pid file, not our own bookkeeping: a start cut short by Ctrl-C
+      // may have left a server running (pg_ctl detaches it from the terminal).
+      const running = await Deno.stat(`${data}/postmaster.pid`).then(() => true, () => false);
+      if (running) await pgCtl(["stop", "-D", data, "-m", "fast", "-w"]);
     } finally {
-      started = false;
       await Deno.remove(dir, { recursive: true });
     }
   };
@@ -237,7 +238,6 @@ export async function startEmbeddedPostgres(options: StartOptions = {}): Promise
       { append: true },
     );
     await pgCtl(["start", "-D", data, "-w", "-l", `${dir}/server.log`, "-s"]);
-    started = true;
     const url = (u: string, pw: string, db: string) =>
       `postgresql://${encodeURIComponent(u)}:${encodeURIComponent(pw)}@localhost:${port}/${db}`;
     const adminUrl = url(ADMIN, password, "postgres");

@@ -118,7 +118,7 @@ if (import.meta.main) {
   try {
     Deno.exit(await main());
   } catch (error) {
-    console.error(`error: ${(error as Error).message}`);
-    Deno.exit(2);
+    console.error(interrupted ? "interrupted" : `error: ${(error as Error).message}`);
+    Deno.exit(interrupted ? 130 : 2);
   }
 }
