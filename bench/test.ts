@@ -46,6 +46,8 @@ async function setUpTestDatabase(pg: EmbeddedPostgres): Promise<string> {
       await sql.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD '${TEST_PASSWORD}'`);
     }
     await sql`GRANT mtm TO mtm_tls`;
+    // The password test creates (and drops) a role of its own.
+    await sql`ALTER ROLE mtm CREATEROLE`;
     await sql`CREATE DATABASE mtm_test OWNER mtm ENCODING 'UTF8'`;
   } finally {
     await sql.end();
