@@ -101,6 +101,10 @@ const TARGETS = {
 
 /** Share of each table changed before the 1 % rerun, split evenly over updates, inserts, deletes. */
 const CHANGED_SHARE = 0.01;
+/** Ranks per day and time range, as bench/generate.ts writes them. */
+const TOP = 50;
+/** Existing tracks the 1 % rerun's new snapshots may rank, after the new tracks. */
+const RANKED_POOL = 2_000;
 
 const RUNS = ["naive", "tuned", "first", "unchanged", "changed"] as const;
 type RunName = typeof RUNS[number];
@@ -316,7 +320,9 @@ function makeChangedCopy(db: string, size: Size): { path: string; changes: Chang
      SELECT ?, name || ' (live)', artist_name, album_name, duration_ms, ?, ? FROM tracks
      WHERE track_id = ?`,
   );
-  const templates = spread(ids.filter((id) => !deletedTracks.includes(id)), newIds.length);
+  const gone = new Set(deletedTracks);
+  const kept = ids.filter((id) => !gone.has(id));
+  const templates = spread(kept, newIds.length);
   newIds.forEach((id, i) => {
     const payload = JSON.parse(String(getTrack.get(templates[i])!.raw_json));
     const url = `https://open.spotify.com/track/${id}`;
@@ -346,8 +352,7 @@ function makeChangedCopy(db: string, size: Size): { path: string; changes: Chang
   const lastDay = String(target.prepare("SELECT max(snapshot_date) AS d FROM snapshots").get()!.d);
   const ranges = target.prepare("SELECT DISTINCT time_range FROM snapshots ORDER BY 1").all()
     .map((r) => String(r.time_range));
-  const kept = ids.filter((id) => !deletedTracks.includes(id));
-  const pool = [...newIds, ...spread(kept, Math.min(kept.length, 50 * 40))];
+  const pool = [...newIds, ...spread(kept, RANKED_POOL)];
   const insertSnapshot = target.prepare(
     "INSERT INTO snapshots (track_id, snapshot_date, time_range, rank) VALUES (?, ?, ?, ?)",
   );
@@ -357,8 +362,8 @@ function makeChangedCopy(db: string, size: Size): { path: string; changes: Chang
     const date = new Date(Date.parse(`${lastDay}T00:00:00Z`) + day * 86_400_000)
       .toISOString().slice(0, 10);
     for (const range of ranges) {
-      for (let rank = 1; rank <= 50 && insertedSnapshots < wanted; rank++) {
-        const id = pool[(day * 50 + rank - 1) % pool.length];
+      for (let rank = 1; rank <= TOP && insertedSnapshots < wanted; rank++) {
+        const id = pool[(day * TOP + rank - 1) % pool.length];
         insertSnapshot.run(id, date, range, rank);
         insertedSnapshots++;
       }
@@ -449,6 +454,7 @@ async function timed(
   return { seconds, rssMiB: kb / 1024, tempMiB, phases: new Map(), stdout, lines };
 }
 
+const SCRIPT = `${DATA}/script-${Deno.pid}.sql`;
 const psqlBase = () => ["psql", URL_, "-X", "-q", "-v", "ON_ERROR_STOP=1"];
 const quoteLiteral = (text: string) => `'${text.replaceAll("'", "''")}'`;
 const copyFrom = (table: Table, input: Export) =>
@@ -460,13 +466,12 @@ async function psqlScript(
   oneTransaction: boolean,
   checkpoint: Checkpoint,
 ): Promise<Measurement> {
-  const path = `${DATA}/script-${Deno.pid}.sql`;
   const body = steps.map(([, statement]) =>
     statement.startsWith("\\") ? statement : `${statement};`
   );
-  Deno.writeTextFileSync(path, ["\\timing on", ...body, ""].join("\n"));
+  Deno.writeTextFileSync(SCRIPT, ["\\timing on", ...body, ""].join("\n"));
   const result = await timed(
-    [...psqlBase(), ...(oneTransaction ? ["-1"] : []), "-f", path],
+    [...psqlBase(), ...(oneTransaction ? ["-1"] : []), "-f", SCRIPT],
     checkpoint,
   );
   const times = [...result.stdout.matchAll(/^Time: ([\d.]+) ms/gm)].map((m) => Number(m[1]));
@@ -781,6 +786,7 @@ for (const size of sizes) {
   }
 }
 for (const schema of schemas) await sql.unsafe(`DROP SCHEMA IF EXISTS ${pgSchema(schema)} CASCADE`);
+if (exists(SCRIPT)) Deno.removeSync(SCRIPT);
 await sql.end();
 
 console.log(
