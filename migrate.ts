@@ -2018,6 +2018,12 @@ interface TablePlan {
   ignored: string[];
   /** The staging table: same column types as the target. */
   staging: string;
+  /**
+   * Every clean source row's key and digest: the staging table itself, or on
+   * a rerun of a table with payloads, a table of keys and digests only, and
+   * staging then holds just the rows whose digests differ from the target's.
+   */
+  keys: string;
 }
 
 const TARGET_TABLE = `
@@ -2210,6 +2216,7 @@ function planTable(
       filledByPostgres,
       ignored,
       staging: `pg_temp.${q(`migrate_stage_${spec.name}`)}`,
+      keys: `pg_temp.${q(`migrate_stage_${spec.name}`)}`,
     },
   };
 }
@@ -2407,6 +2414,7 @@ function* stagingLines(
   options: Options,
   log: ValidationLog,
   progress: (done: number) => void,
+  keysOnly: boolean,
 ): Generator<string, number> {
   const refused = log.refused.get(plan.spec.name)!;
   const singleKey = plan.keyIndexes.length === 1 ? plan.keyIndexes[0] : -1;
@@ -2422,7 +2430,10 @@ function* stagingLines(
       continue;
     }
     sent++;
-    yield copyLine([...clean, rowDigest(digest, plan, clean)]);
+    const rowHash = rowDigest(digest, plan, clean);
+    yield copyLine(
+      keysOnly ? [...plan.keyIndexes.map((i) => clean[i]), rowHash] : [...clean, rowHash],
+    );
   }
   progress(read);
   return sent;
@@ -2483,17 +2494,27 @@ async function stageSource(
       `SELECT EXISTS (SELECT FROM ${plan.target.qualified}) AS filled`,
     );
     await createStaging(tx, plan, !filled);
+    // A rerun of a table with payloads ships keys and digests first, and
+    // whole rows only where the target's digest differs: PostgreSQL then
+    // parses only the payloads that changed.
+    const keysFirst = filled && !plan.spec.references &&
+      plan.columns.some((c) => c.kind === "json");
+    if (keysFirst) await createKeys(tx, plan);
     const total = source.tables[plan.spec.name].rows;
     let done = 0;
     let sent = 0;
     const progress = () => options.onProgress?.({ table: plan.spec.name, done, total });
-    const lines = stagingLines(source, plan, options, log, (read) => (done = read));
+    const lines = stagingLines(source, plan, options, log, (read) => (done = read), keysFirst);
     const counted = (function* () {
       sent = yield* lines;
     })();
-    await copyInto(tx, `${plan.staging} (${columnList(plan)}, ${DIGEST})`, counted, progress);
+    const into = keysFirst
+      ? `${plan.keys} (${plan.spec.key.map(q).join(", ")}, ${DIGEST})`
+      : `${plan.staging} (${columnList(plan)}, ${DIGEST})`;
+    await copyInto(tx, into, counted, progress);
     done = total;
     progress();
+    if (keysFirst) await stageChangedRows(tx, source, plan, options);
     staged.set(plan, sent);
   }
   const skipped = new Map<TablePlan, number>();
@@ -2524,12 +2545,65 @@ async function stageSource(
  */
 async function analyzeStaging(tx: Tx, plan: TablePlan): Promise<void> {
   const columns = plan.spec.key.map(q);
+  for (const table of new Set([plan.staging, plan.keys])) {
+    await tx.unsafe(
+      `ALTER TABLE ${table} ${
+        columns.map((c) => `ALTER COLUMN ${c} SET STATISTICS ${STAGING_STATISTICS}`).join(", ")
+      }`,
+    );
+    await tx.unsafe(`ANALYZE ${table} (${columns.join(", ")})`);
+  }
+}
+
+/** The keys-and-digests table of a rerun that ships keys first. */
+async function createKeys(tx: Tx, plan: TablePlan): Promise<void> {
+  plan.keys = `pg_temp.${q(`migrate_keys_${plan.spec.name}`)}`;
+  const columns = plan.keyIndexes.map((i) => plan.columns[i])
+    .map((c) => `${q(c.name)} ${c.target.stageType}`);
   await tx.unsafe(
-    `ALTER TABLE ${plan.staging} ${
-      columns.map((c) => `ALTER COLUMN ${c} SET STATISTICS ${STAGING_STATISTICS}`).join(", ")
+    `CREATE TEMPORARY TABLE ${plan.keys} (${columns.join(", ")}, ${DIGEST} bigint) ON COMMIT DROP`,
+  );
+}
+
+/**
+ * Reads again, by key, the source rows whose digest the target lacks or has
+ * otherwise, and stages them whole: what a rerun may write, and what it
+ * compares by value (a digest can differ for rows equal as JSONB).
+ */
+async function stageChangedRows(
+  tx: Tx,
+  source: Source,
+  plan: TablePlan,
+  options: Options,
+): Promise<void> {
+  const k = q(plan.spec.key[0]);
+  const changed = await tx.unsafe(
+    `SELECT ${plan.spec.key.map((key, i) => `k.${q(key)}::text AS k${i}`).join(", ")}
+     FROM ${plan.keys} k LEFT JOIN (${targetDigests(plan)}) t ON ${keyMatch(plan, "k", "t")}
+     WHERE t.${k} IS NULL OR t.${DIGEST} <> k.${DIGEST}`,
+  );
+  if (changed.length === 0) return;
+  const lookup = sourceLookup(source, plan);
+  const quiet = new ProblemLog();
+  const digest = new RowDigest();
+  const lines = function* () {
+    for (const row of changed) {
+      const [found] = lookup.all(...plan.spec.key.map((_, i) => row[`k${i}`]));
+      const clean = found && validateRow(plan, found, options, quiet, quiet);
+      if (clean) yield copyLine([...clean, rowDigest(digest, plan, clean)]);
+    }
+  };
+  await copyInto(tx, `${plan.staging} (${columnList(plan)}, ${DIGEST})`, lines(), () => {});
+}
+
+/** Reads one source row by its key, with the columns and NUL masks of {@link readRows}. */
+function sourceLookup(source: Source, plan: TablePlan): ArrayStatement {
+  return prepareArrays(
+    source.db,
+    `SELECT ${sourceColumns(plan)} FROM ${q(plan.spec.name)} WHERE ${
+      plan.spec.key.map((k) => `${q(k)} = ?`).join(" AND ")
     }`,
   );
-  await tx.unsafe(`ANALYZE ${plan.staging} (${columns.join(", ")})`);
 }
 
 /**
@@ -2581,7 +2655,7 @@ async function checkOrphans(
   if (!ref || !parent) return 0;
   const match = ref.columns.map((c, i) => `p.${q(ref.targetColumns[i])} = s.${q(c)}`)
     .join(" AND ");
-  const orphan = `NOT EXISTS (SELECT FROM ${parent.staging} p WHERE ${match})
+  const orphan = `NOT EXISTS (SELECT FROM ${parent.keys} p WHERE ${match})
     AND ${ref.columns.map((c) => `s.${q(c)}::text`).join(" || '/' || ")} <> ALL($1::text[])`;
   const into = options.orphans === "skip" ? log.policies : log.problems;
   const params = [log.refused.get(parent.spec.name)!];
@@ -2635,10 +2709,11 @@ async function checkConstraints(
     const columns = index.columns!.map(q);
     const values = (alias: string) => columns.map((c) => `${alias}.${c}`).join(", ");
     // The rows as they will be: staged rows, plus target rows that stay.
-    const kept = options.prune
-      ? ""
-      : `UNION ALL SELECT ${keyText(plan, "t")}, ${values("t")} FROM ${plan.target.qualified} t
-      WHERE NOT EXISTS (SELECT FROM ${plan.staging} s WHERE ${keyMatch(plan, "s", "t")})`;
+    const kept = `UNION ALL SELECT ${keyText(plan, "t")}, ${values("t")}
+      FROM ${plan.target.qualified} t
+      WHERE NOT EXISTS (SELECT FROM ${plan.staging} s WHERE ${keyMatch(plan, "s", "t")})${
+      options.prune ? ` AND NOT (${extraRow(plan)})` : ""
+    }`;
     await logRows(
       tx,
       `WITH rows (key, ${columns.join(", ")}) AS (
@@ -2710,9 +2785,12 @@ function insertSql(plan: TablePlan): string {
 }
 
 function pruneSql(plan: TablePlan): string {
-  return `DELETE FROM ${plan.target.qualified} t
-    WHERE NOT EXISTS (SELECT FROM ${plan.staging} s WHERE ${keyMatch(plan, "s", "t")})`;
+  return `DELETE FROM ${plan.target.qualified} t WHERE ${extraRow(plan)}`;
 }
+
+/** A target row (alias t) whose key SQLite does not have. */
+const extraRow = (plan: TablePlan) =>
+  `NOT EXISTS (SELECT FROM ${plan.keys} k WHERE ${keyMatch(plan, "k", "t")})`;
 
 /** Below this many new rows, per-row index and key checks cost less than rebuilding. */
 const BULK_INSERT_ROWS = 10_000;
@@ -3668,24 +3746,21 @@ interface Diff {
 const isClean = (diff: Diff) => diff.missing + diff.extra + diff.differ === 0;
 
 /**
- * Staging and target side by side: a full join on the key that keeps only
- * rows that are missing, extra or different. Both the plan of a run and its
- * verification are this one query.
+ * Staged rows the target lacks or holds otherwise, and target rows SQLite
+ * lacks: what a run writes. Staging holds every source row, or on a rerun that
+ * shipped keys first, the rows whose digests differed.
  */
-function diffJoin(plan: TablePlan): string {
-  const k = q(plan.spec.key[0]);
-  return `FROM ${plan.staging} s FULL JOIN ${plan.target.qualified} t ON ${keyMatch(plan, "s", "t")}
-    WHERE (t.${k} IS NULL OR s.${k} IS NULL OR ${distinct(plan.columns, "s", "t")})`;
-}
-
 async function diffTable(tx: Tx, plan: TablePlan): Promise<Diff> {
   const k = q(plan.spec.key[0]);
   const [row] = await tx.unsafe(`SELECT
       count(*) FILTER (WHERE t.${k} IS NULL)::int AS missing,
-      count(*) FILTER (WHERE s.${k} IS NULL)::int AS extra,
-      count(*) FILTER (WHERE s.${k} IS NOT NULL AND t.${k} IS NOT NULL)::int AS differ
-    ${diffJoin(plan)}`);
-  return { missing: row.missing, extra: row.extra, differ: row.differ };
+      count(*) FILTER (WHERE t.${k} IS NOT NULL)::int AS differ
+    FROM ${plan.staging} s LEFT JOIN ${plan.target.qualified} t ON ${keyMatch(plan, "s", "t")}
+    WHERE t.${k} IS NULL OR ${distinct(plan.columns, "s", "t")}`);
+  const [{ extra }] = await tx.unsafe(
+    `SELECT count(*)::int AS extra FROM ${plan.target.qualified} t WHERE ${extraRow(plan)}`,
+  );
+  return { missing: row.missing, extra, differ: row.differ };
 }
 
 /** The diff that decides the writes; into an empty table, every staged row is missing. */
@@ -3696,32 +3771,15 @@ async function diffBeforeWriting(tx: Tx, plan: TablePlan, staged: number): Promi
   return empty ? { missing: staged, extra: 0, differ: 0 } : diffTable(tx, plan);
 }
 
-/** The differing rows by key, in byte order like SQLite's (hence COLLATE "C"). */
-async function diffExamples(
-  tx: Tx,
-  plan: TablePlan,
-  kind: ProblemKind,
-  log: ProblemLog,
-  onlyExtra = false,
-): Promise<void> {
-  const k = q(plan.spec.key[0]);
-  const key = `coalesce(${keyText(plan, "s")}, ${keyText(plan, "t")})`;
+/** Target rows that SQLite does not have, by key in byte order like SQLite's. */
+async function extraExamples(tx: Tx, plan: TablePlan, log: ProblemLog): Promise<void> {
   await logRows(
     tx,
-    `SELECT ${key} AS key,
-      CASE WHEN t.${k} IS NULL THEN 'missing in PostgreSQL'
-           WHEN s.${k} IS NULL THEN 'only in PostgreSQL'
-           ELSE 'values differ' END AS what
-    ${diffJoin(plan)} ${onlyExtra ? `AND s.${k} IS NULL` : ""}
-    ORDER BY ${key} COLLATE "C"`,
+    `SELECT ${keyText(plan, "t")} AS key FROM ${plan.target.qualified} t WHERE ${extraRow(plan)}
+     ORDER BY ${keyOrder(plan, "t")}`,
     [],
     log,
-    (row) => ({
-      kind,
-      table: plan.spec.name,
-      key: row.key,
-      value: onlyExtra ? undefined : row.what,
-    }),
+    (row) => ({ kind: "extra-row", table: plan.spec.name, key: row.key }),
   );
 }
 
@@ -3802,7 +3860,7 @@ async function verifyFromSource(
     SELECT ${keys.join(", ")},
       CASE WHEN t.${k} IS NULL THEN 'missing in PostgreSQL'
            WHEN s.${k} IS NULL THEN 'only in PostgreSQL' ELSE 'values differ' END AS what
-    FROM (${targetDigests(plan)}) t FULL JOIN ${plan.staging} s ON ${keyMatch(plan, "s", "t")}
+    FROM (${targetDigests(plan)}) t FULL JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
     WHERE t.${k} IS NULL OR s.${k} IS NULL OR t.${DIGEST} <> s.${DIGEST}`);
   const key = plan.spec.key.map((_, i) => `k${i}`).join(" || '/' || ");
   const differ = await tx.unsafe(
@@ -3841,12 +3899,7 @@ async function recheck(
   options: Options,
   keys: string[][],
 ): Promise<string[]> {
-  const lookup = prepareArrays(
-    source.db,
-    `SELECT ${sourceColumns(plan)} FROM ${q(plan.spec.name)} WHERE ${
-      plan.spec.key.map((k) => `${q(k)} = ?`).join(" AND ")
-    }`,
-  );
+  const lookup = sourceLookup(source, plan);
   const columns: (string | null)[][] = plan.columns.map(() => []);
   const quiet = new ProblemLog();
   for (const key of keys) {
@@ -4181,7 +4234,7 @@ async function refuseExtraRows(
   const extra = [...diffs.values()].some((d) => d.extra > 0);
   if (!extra || options.prune || options.mode === "verify-only") return;
   const extras = new ProblemLog(sink && ((p) => sink(p, "refused")));
-  for (const plan of plans) await diffExamples(tx, plan, "extra-row", extras, true);
+  for (const plan of plans) await extraExamples(tx, plan, extras);
   throw new MigrationError(
     "data",
     "PostgreSQL holds rows that SQLite does not have; nothing was written",

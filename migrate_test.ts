@@ -1714,17 +1714,25 @@ testNeeding("CLI connects through the Unix socket: URL with ?host=, empty host, 
     for (
       const vars of [
         {
-          DATABASE_URL:
-            `postgresql:///${PG.database}?host=${SOCKET_DIR}&user=${user}&password=${pw}`,
+          DATABASE_URL: `postgresql:///${PG.database}?host=${SOCKET_DIR}&port=${PG.port}` +
+            `&user=${user}&password=${pw}`,
         },
-        { DATABASE_URL: `postgresql://${user}:${pw}@/${PG.database}?host=${SOCKET_DIR}` },
-        { PGHOST: SOCKET_DIR, PGUSER: PG.user, PGPASSWORD: PG.password, PGDATABASE: PG.database },
+        {
+          DATABASE_URL: `postgresql://${user}:${pw}@:${PG.port}/${PG.database}?host=${SOCKET_DIR}`,
+        },
+        {
+          PGHOST: SOCKET_DIR,
+          PGPORT: PG.port,
+          PGUSER: PG.user,
+          PGPASSWORD: PG.password,
+          PGDATABASE: PG.database,
+        },
       ] as Record<string, string>[]
     ) {
       const result = await runCliWith(flagsWithoutUrl(env), vars, env.dir);
       assert.equal(result.code, 0, result.stderr);
       assert.ok(
-        result.stdout.includes(`→ ${PG.user}@${SOCKET_DIR}:5432/${PG.database}`),
+        result.stdout.includes(`→ ${PG.user}@${SOCKET_DIR}:${PG.port}/${PG.database}`),
         result.stdout,
       );
       assert.match(result.stdout, /connected to .*: Unix socket, not encrypted/);
@@ -1906,9 +1914,13 @@ testNeeding("a password full of @:/%?# is never printed, whichever way it is wri
   const role = `mtm_odd_${crypto.randomUUID().slice(0, 8)}`;
   const password = "p@ss@w:rd/%?#x:@";
   const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD '${password}' IN ROLE ${PG.user}`);
+  // PostgreSQL 16+ lets a CREATEROLE user grant its own role only with ADMIN
+  // OPTION; the run needs no more than rights on the test's tables.
+  await admin.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
   try {
     await withTarget(async (env) => {
+      await env.sql.unsafe(`GRANT USAGE ON SCHEMA ${env.schema} TO ${role};
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${env.schema} TO ${role}`);
       writeSqlite(env.sqlitePath, [track("a")], [snapshot("a")]);
       const hostPath = `${TEST_URL.host}/${PG.database}`;
       // Everything but @ and : left unencoded where a URL allows it.
