@@ -3596,9 +3596,8 @@ function hashBytesExtended(k: Uint8Array, length: number): bigint {
  * ```
  */
 export function hashTextExtended(text: string): bigint {
-  const digest = new RowDigest();
-  digest.raw(text);
-  return digest.finish();
+  textDigest.raw(text);
+  return textDigest.finish();
 }
 
 /**
@@ -3679,6 +3678,8 @@ class RowDigest {
     return digest;
   }
 }
+
+const textDigest = new RowDigest();
 
 /** Adds one clean value, as PostgreSQL's `::text` of the stored value prints it. */
 function addCanonical(digest: RowDigest, column: PlannedColumn, value: CleanValue): void {
@@ -3824,7 +3825,7 @@ async function verifyTarget(
  * the same canonical text as {@link rowDigest} builds from SQLite's. The
  * lateral subquery (kept by OFFSET 0) prints each value once.
  */
-function targetDigests(plan: TablePlan): string {
+function targetDigests(plan: TablePlan, onlyIn?: string): string {
   const texts = plan.columns.map((c) => `t.${q(c.name)}::text AS ${q(c.name)}`).join(", ");
   const fields = plan.columns.map((c) => {
     const x = `x.${q(c.name)}`;
@@ -3832,7 +3833,9 @@ function targetDigests(plan: TablePlan): string {
   });
   return `SELECT ${plan.spec.key.map((k) => `t.${q(k)}`).join(", ")},
       hashtextextended(concat(${fields.join(", ")}) COLLATE "C", 0) AS ${DIGEST}
-    FROM ${plan.target.qualified} t CROSS JOIN LATERAL (SELECT ${texts} OFFSET 0) x`;
+    FROM ${plan.target.qualified} t CROSS JOIN LATERAL (SELECT ${texts} OFFSET 0) x${
+    onlyIn ? ` WHERE EXISTS (SELECT FROM ${onlyIn} o WHERE ${keyMatch(plan, "o", "t")})` : ""
+  }`;
 }
 
 /** Rows whose digests differ are read again and compared by value, this many at a time. */
@@ -3856,12 +3859,21 @@ async function verifyFromSource(
   const k = q(plan.spec.key[0]);
   const found = `migrate_verify_${plan.spec.name}`;
   const keys = plan.spec.key.map((key, i) => `coalesce(s.${q(key)}, t.${q(key)})::text AS k${i}`);
+  // Rows present on one side only; then digests, of the rows this run
+  // staged whole. A rerun that shipped keys first compared every other
+  // row's digest already, and those rows have not been written since (the
+  // table is locked against other writers).
   await tx.unsafe(`CREATE TEMPORARY TABLE ${found} ON COMMIT DROP AS
     SELECT ${keys.join(", ")},
-      CASE WHEN t.${k} IS NULL THEN 'missing in PostgreSQL'
-           WHEN s.${k} IS NULL THEN 'only in PostgreSQL' ELSE 'values differ' END AS what
-    FROM (${targetDigests(plan)}) t FULL JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
-    WHERE t.${k} IS NULL OR s.${k} IS NULL OR t.${DIGEST} <> s.${DIGEST}`);
+      CASE WHEN t.${k} IS NULL THEN 'missing in PostgreSQL' ELSE 'only in PostgreSQL' END AS what
+    FROM ${plan.target.qualified} t FULL JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
+    WHERE t.${k} IS NULL OR s.${k} IS NULL`);
+  await tx.unsafe(`INSERT INTO ${found}
+    SELECT ${plan.spec.key.map((key) => `s.${q(key)}::text`).join(", ")}, 'values differ'
+    FROM (${
+    targetDigests(plan, plan.staging === plan.keys ? undefined : plan.staging)
+  }) t JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
+    WHERE t.${DIGEST} <> s.${DIGEST}`);
   const key = plan.spec.key.map((_, i) => `k${i}`).join(" || '/' || ");
   const differ = await tx.unsafe(
     `SELECT ${plan.spec.key.map((_, i) => `k${i}`).join(", ")} FROM ${found}
