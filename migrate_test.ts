@@ -3,6 +3,35 @@
 // when there is none to use and then says here what it cannot provide
 // (TEST_NO_TLS). Each test builds its SQLite fixture in a temp dir and
 // migrates into a throwaway schema that it creates and drops.
+//
+// README's promises, and the tests that fail when one breaks (each checked by
+// breaking the code on purpose; see the closing note of issue #12):
+//
+// | promise                                             | tests                                                            |
+// | --------------------------------------------------- | ---------------------------------------------------------------- |
+// | one transaction: any failure leaves the target as   | kill -9 / Ctrl-C / SIGTERM / SIGHUP in the middle; a connection  |
+// | it was, and a rerun completes it                    | lost mid-run / while COPY streams; every "bad input" test        |
+// | concurrent runs queue on a lock                     | two runs at the same time; --lock-timeout gives up waiting       |
+// | every bad row named by its exact key, all in one    | bad input is refused with its key (exact list); CLI reports      |
+// | pass, nothing written                               | every problem in one pass; rows the target's types and CHECK     |
+// |                                                     | constraints refuse; --reject-file lists every problem row        |
+// | raw_json becomes JSONB, every digit kept            | keeps big and precise JSON numbers; refused exactly when JSONB   |
+// |                                                     | would refuse it                                                  |
+// | the target's own schema: types, limits, columns,    | the tutorial's schema (indexes, constraints, comments, CLUSTER,  |
+// | keys; every index and constraint as before          | replica identity intact); drifted targets; columns; a type it    |
+// |                                                     | cannot fill; any schema name; --create-schema's tutorial tables  |
+// | verified from the source before COMMIT              | a target trigger that changes name / rewrites raw_json; digests  |
+// |                                                     | agree for every kind of column; jsonbText(); hashTextExtended(); |
+// |                                                     | --verify-only names the rows that differ; other digits, equal    |
+// | reruns rewrite nothing that did not change          | a rerun over unchanged data (xmin of every row of both tables);  |
+// |                                                     | the tutorial's schema rerun; equal as JSONB counts as unchanged  |
+// | SQLite read-only, one consistent moment             | read-only and consistent while the app writes (the write lands   |
+// |                                                     | between the two tables); the SQLite file is not modified         |
+// | the password never shows                            | CLI … never the password; a password full of @:/%?#; bad setup  |
+// |                                                     | (every error path); maskUrl(); a one-letter password             |
+// | --dry-run and --verify-only write nothing           | --dry-run leaves the target byte for byte; --verify-only         |
+// | libpq's connection rules, TLS modes, poolers        | connection settings; PG* variables; password file; socket;       |
+// |                                                     | key=value; each sslmode; PgBouncer in transaction mode           |
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import postgres from "postgres";
