@@ -2024,6 +2024,11 @@ interface TablePlan {
    * staging then holds just the rows whose digests differ from the target's.
    */
   keys: string;
+  /**
+   * After the comparison of a table that had rows: the staged rows the target
+   * lacks (`migrate_missing`) or holds otherwise, so the writes touch only them.
+   */
+  changes?: string;
 }
 
 const TARGET_TABLE = `
@@ -2747,8 +2752,7 @@ function updateSql(plan: TablePlan): string {
   const assignments = values.map((c) => `${q(c.name)} = s.${q(c.name)}`);
   if (plan.touch) assignments.push(`${q(plan.touch)} = NOW()`);
   return `UPDATE ${plan.target.qualified} t SET ${assignments.join(", ")}
-    FROM ${plan.staging} s
-    WHERE ${keyMatch(plan, "s", "t")} AND ${distinct(values, "s", "t")}`;
+    FROM ${plan.changes} s WHERE ${keyMatch(plan, "s", "t")} AND NOT s.migrate_missing`;
 }
 
 /**
@@ -2778,9 +2782,9 @@ const overriding = (plan: TablePlan) =>
 
 /** Inserts the rows the target lacks, in key order so that index inserts stay local. */
 function insertSql(plan: TablePlan): string {
+  const rows = plan.changes ? `${plan.changes} s WHERE s.migrate_missing` : `${plan.staging} s`;
   return `INSERT INTO ${plan.target.qualified} (${columnList(plan)}) ${overriding(plan)}
-    SELECT ${columnList(plan, "s.")} FROM ${plan.staging} s
-    WHERE NOT EXISTS (SELECT FROM ${plan.target.qualified} t WHERE ${keyMatch(plan, "s", "t")})
+    SELECT ${columnList(plan, "s.")} FROM ${rows}
     ORDER BY ${plan.spec.key.map((k) => `s.${q(k)}`).join(", ")}`;
 }
 
@@ -3753,11 +3757,16 @@ const isClean = (diff: Diff) => diff.missing + diff.extra + diff.differ === 0;
  */
 async function diffTable(tx: Tx, plan: TablePlan): Promise<Diff> {
   const k = q(plan.spec.key[0]);
-  const [row] = await tx.unsafe(`SELECT
-      count(*) FILTER (WHERE t.${k} IS NULL)::int AS missing,
-      count(*) FILTER (WHERE t.${k} IS NOT NULL)::int AS differ
+  plan.changes = `pg_temp.${q(`migrate_changes_${plan.spec.name}`)}`;
+  await tx.unsafe(`CREATE TEMPORARY TABLE ${plan.changes} ON COMMIT DROP AS
+    SELECT s.*, t.${k} IS NULL AS migrate_missing
     FROM ${plan.staging} s LEFT JOIN ${plan.target.qualified} t ON ${keyMatch(plan, "s", "t")}
     WHERE t.${k} IS NULL OR ${distinct(plan.columns, "s", "t")}`);
+  await tx.unsafe(`ANALYZE ${plan.changes}`);
+  const [row] = await tx.unsafe(`SELECT
+      count(*) FILTER (WHERE migrate_missing)::int AS missing,
+      count(*) FILTER (WHERE NOT migrate_missing)::int AS differ
+    FROM ${plan.changes}`);
   const [{ extra }] = await tx.unsafe(
     `SELECT count(*)::int AS extra FROM ${plan.target.qualified} t WHERE ${extraRow(plan)}`,
   );
