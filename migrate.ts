@@ -2752,7 +2752,8 @@ function updateSql(plan: TablePlan): string {
   const assignments = values.map((c) => `${q(c.name)} = s.${q(c.name)}`);
   if (plan.touch) assignments.push(`${q(plan.touch)} = NOW()`);
   return `UPDATE ${plan.target.qualified} t SET ${assignments.join(", ")}
-    FROM ${plan.changes} s WHERE ${keyMatch(plan, "s", "t")} AND NOT s.migrate_missing`;
+    FROM ${plan.changes} s
+    WHERE ${keyMatch(plan, "s", "t")} AND NOT s.migrate_missing AND NOT s.migrate_equal`;
 }
 
 /**
@@ -3758,14 +3759,23 @@ const isClean = (diff: Diff) => diff.missing + diff.extra + diff.differ === 0;
 async function diffTable(tx: Tx, plan: TablePlan): Promise<Diff> {
   const k = q(plan.spec.key[0]);
   plan.changes = `pg_temp.${q(`migrate_changes_${plan.spec.name}`)}`;
+  // Staged rows whose digest the target lacks or has otherwise: only these
+  // can need writing. Every other row is proven equal to its source here.
   await tx.unsafe(`CREATE TEMPORARY TABLE ${plan.changes} ON COMMIT DROP AS
-    SELECT s.*, t.${k} IS NULL AS migrate_missing
-    FROM ${plan.staging} s LEFT JOIN ${plan.target.qualified} t ON ${keyMatch(plan, "s", "t")}
-    WHERE t.${k} IS NULL OR ${distinct(plan.columns, "s", "t")}`);
+    SELECT s.*, t.${k} IS NULL AS migrate_missing, false AS migrate_equal
+    FROM ${plan.staging} s LEFT JOIN (${
+    targetDigests(plan, plan.staging === plan.keys ? undefined : plan.staging)
+  }) t ON ${keyMatch(plan, "s", "t")}
+    WHERE t.${k} IS NULL OR t.${DIGEST} <> s.${DIGEST}`);
   await tx.unsafe(`ANALYZE ${plan.changes}`);
+  // Equal by value after all (1.0 stored as 1.00): nothing to write.
+  await tx.unsafe(`UPDATE ${plan.changes} c SET migrate_equal = true
+    FROM ${plan.target.qualified} t
+    WHERE ${keyMatch(plan, "c", "t")} AND NOT c.migrate_missing
+      AND NOT (${distinct(plan.columns, "c", "t")})`);
   const [row] = await tx.unsafe(`SELECT
       count(*) FILTER (WHERE migrate_missing)::int AS missing,
-      count(*) FILTER (WHERE NOT migrate_missing)::int AS differ
+      count(*) FILTER (WHERE NOT migrate_missing AND NOT migrate_equal)::int AS differ
     FROM ${plan.changes}`);
   const [{ extra }] = await tx.unsafe(
     `SELECT count(*)::int AS extra FROM ${plan.target.qualified} t WHERE ${extraRow(plan)}`,
@@ -3868,10 +3878,10 @@ async function verifyFromSource(
   const k = q(plan.spec.key[0]);
   const found = `migrate_verify_${plan.spec.name}`;
   const keys = plan.spec.key.map((key, i) => `coalesce(s.${q(key)}, t.${q(key)})::text AS k${i}`);
-  // Rows present on one side only; then digests, of the rows this run
-  // staged whole. A rerun that shipped keys first compared every other
-  // row's digest already, and those rows have not been written since (the
-  // table is locked against other writers).
+  // Rows present on one side only; then digests. A rerun compared every
+  // row's digest before writing, and only rows whose digests differed can
+  // have been written since (the table is locked against other writers):
+  // those are compared again. A first run compares every row.
   await tx.unsafe(`CREATE TEMPORARY TABLE ${found} ON COMMIT DROP AS
     SELECT ${keys.join(", ")},
       CASE WHEN t.${k} IS NULL THEN 'missing in PostgreSQL' ELSE 'only in PostgreSQL' END AS what
@@ -3879,9 +3889,7 @@ async function verifyFromSource(
     WHERE t.${k} IS NULL OR s.${k} IS NULL`);
   await tx.unsafe(`INSERT INTO ${found}
     SELECT ${plan.spec.key.map((key) => `s.${q(key)}::text`).join(", ")}, 'values differ'
-    FROM (${
-    targetDigests(plan, plan.staging === plan.keys ? undefined : plan.staging)
-  }) t JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
+    FROM (${targetDigests(plan, plan.changes)}) t JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
     WHERE t.${DIGEST} <> s.${DIGEST}`);
   const key = plan.spec.key.map((_, i) => `k${i}`).join(" || '/' || ");
   const differ = await tx.unsafe(
