@@ -1146,8 +1146,11 @@ Deno.test("two runs at the same time: the second waits, then is a no-op rerun", 
     const first = cliCommand(env.flags).spawn();
     await gate.waitingPid(); // the first run holds the target
     const second = cliCommand([...env.flags, "--json"]).spawn();
-    await waitForLockWaits(env, 2); // the second waits for it
-    await gate.release();
+    try {
+      await waitForLockWaits(env, 2); // the second waits for it
+    } finally {
+      await gate.release();
+    }
     const [firstResult, secondResult] = await Promise.all([first.output(), second.output()]);
     const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
     assert.equal(firstResult.code, 0, decode(firstResult.stderr));
@@ -1207,15 +1210,25 @@ async function holdSnapshotInserts(env: Env) {
       FOR EACH STATEMENT EXECUTE FUNCTION ${env.schema}.gate()`);
   const holder = await env.sql.reserve();
   await holder`SELECT pg_advisory_lock(${key})`;
+  let held = true;
+  const release = async () => {
+    if (!held) return;
+    held = false;
+    await holder`SELECT pg_advisory_unlock(${key})`;
+    holder.release();
+  };
   return {
+    /** The waiting run's pid; if none comes, the gate opens so that nothing hangs. */
     async waitingPid(): Promise<number> {
-      const [waiting] = await waitForLockWaits(env, 1);
-      return waiting;
+      try {
+        const [waiting] = await waitForLockWaits(env, 1);
+        return waiting;
+      } catch (error) {
+        await release();
+        throw error;
+      }
     },
-    async release() {
-      await holder`SELECT pg_advisory_unlock(${key})`;
-      holder.release();
-    },
+    release,
   };
 }
 
@@ -3041,5 +3054,119 @@ Deno.test("a target trigger that rewrites raw_json on the way in makes verificat
     ]);
     assert.equal(error.report?.verification.rechecked, 2, "both were compared by value too");
     assert.deepEqual(await counts(env), [0, 0]);
+  });
+});
+
+// --- issue #12: promises that the mutation review found unguarded ----------------
+
+// Kills: the password printed with a data error (mutation 7d), by --verify-only (7e), or when the
+// connection is lost mid-run (7g). Each output path is run once, as text and as --json; the lost
+// connection is cut at a known point (the run waits inside its INSERT into snapshots on a lock
+// this test holds), as in "a connection lost mid-run rolls back".
+Deno.test("the password is absent from every output path: data errors, --verify-only, --json errors, a lost connection", async () => {
+  await withTarget(async (env) => {
+    const outputs: [string, CliResult][] = [];
+    // A data error, as text and as --json.
+    writeSqlite(env.sqlitePath, [track("a"), track("bad", { raw_json: "{" })], [snapshot("a")]);
+    outputs.push(["data error", await runCli(env.flags)]);
+    outputs.push(["data error --json", await runCli([...env.flags, "--json"])]);
+    const fixed = new DatabaseSync(env.sqlitePath);
+    fixed.exec(`UPDATE tracks SET raw_json = '{}' WHERE track_id = 'bad'`);
+    fixed.close();
+    outputs.push(["migration", await runCli(env.flags)]);
+    // --verify-only that matches, and one that finds a difference.
+    outputs.push(["verify-only", await runCli([...env.flags, "--verify-only"])]);
+    outputs.push(["verify-only --json", await runCli([...env.flags, "--verify-only", "--json"])]);
+    await env.sql.unsafe(`UPDATE ${env.schema}.tracks SET name = 'changed' WHERE track_id = 'a'`);
+    outputs.push(["verify-only mismatch", await runCli([...env.flags, "--verify-only"])]);
+    outputs.push([
+      "verify-only mismatch --json",
+      await runCli([...env.flags, "--verify-only", "--json"]),
+    ]);
+    // A connection lost at a known point: inside the INSERT into snapshots.
+    await env.sql.unsafe(`TRUNCATE ${env.schema}.snapshots, ${env.schema}.tracks`);
+    for (const json of [false, true]) {
+      const gate = await holdSnapshotInserts(env);
+      const run = cliCommand(json ? [...env.flags, "--json"] : env.flags).spawn();
+      try {
+        await env.sql`SELECT pg_terminate_backend(${await gate.waitingPid()})`;
+      } finally {
+        await gate.release(); // also when waiting failed: the run must not wait forever
+      }
+      const { code, stdout, stderr } = await run.output();
+      const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+      outputs.push([`connection lost${json ? " --json" : ""}`, {
+        code,
+        stdout: decode(stdout),
+        stderr: decode(stderr),
+      }]);
+      await env.sql.unsafe(`DROP TRIGGER gate ON ${env.schema}.snapshots;
+        DROP FUNCTION ${env.schema}.gate()`);
+    }
+    assert.deepEqual(
+      outputs.map(([name, r]) => [name, r.code]),
+      [
+        ["data error", 1],
+        ["data error --json", 1],
+        ["migration", 0],
+        ["verify-only", 0],
+        ["verify-only --json", 0],
+        ["verify-only mismatch", 1],
+        ["verify-only mismatch --json", 1],
+        ["connection lost", 2],
+        ["connection lost --json", 2],
+      ],
+      outputs.map(([name, r]) => `${name}: ${r.stderr}`).join("\n"),
+    );
+    for (const [name, r] of outputs) {
+      assert.ok(r.stdout + r.stderr !== "", `${name}: some output`);
+      assert.ok(!(r.stdout + r.stderr).includes(TEST_PASSWORD), `${name}: password printed`);
+    }
+  });
+});
+
+// Kills: --verify-only that commits its transaction (mutation 17b2: the Rollback thrown for
+// dry-run only). Nothing else in a verify-only run writes, except --create-schema.
+Deno.test("--verify-only --create-schema creates nothing: the transaction is rolled back", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a")], [snapshot("a")]);
+    const schema = `${env.schema}_new`;
+    try {
+      const report = await verify({ ...env.options, schema, createSchema: true });
+      assert.equal(report.ok, false, "SQLite's rows are missing in the empty tables");
+      assert.equal(report.committed, false);
+      const [{ exists }] = await env.sql`
+        SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = ${schema}) AS exists`;
+      assert.equal(exists, false, "verify-only left the schema it created");
+    } finally {
+      await env.sql`DROP SCHEMA IF EXISTS ${env.sql(schema)} CASCADE`;
+    }
+  });
+});
+
+// Kills: a rerun with some changes that rewrites the unchanged rows too (mutation 17g: an extra
+// UPDATE of every row of a table with a changed row, leaving updated_at alone).
+Deno.test("a rerun with some changes rewrites exactly the changed rows of both tables", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a"), track("b"), track("c")], [
+      snapshot("a"),
+      snapshot("b"),
+      snapshot("c"),
+    ]);
+    await migrate(env.options);
+    const before = await rowVersions(env);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`UPDATE tracks SET name = 'renamed' WHERE track_id = 'a';
+             UPDATE snapshots SET rank = 9 WHERE track_id = 'b'`);
+    db.close();
+    const report = await migrate(env.options);
+    assert.deepEqual(
+      report.tables.map((t) => [t.table, t.inserted, t.updated, t.unchanged]),
+      [["tracks", 0, 1, 2], ["snapshots", 0, 1, 2]],
+    );
+    const after = await rowVersions(env);
+    // rowVersions: "t <id> <xmin> <updated_at>" and "s <key> <xmin>", in order.
+    const rewritten = before.filter((v) => !after.includes(v)).map((v) => v.split(" ")[1]);
+    assert.deepEqual(rewritten, ["b2024-03-01short_term", "a"], "only the two changed rows");
   });
 });
