@@ -2260,6 +2260,17 @@ async function planTables(tx: Tx, source: Source, options: Options): Promise<Tab
       );
     }
   }
+  // A name that matches nothing is a typo that would hide the column it meant.
+  for (const entry of options.ignoreColumns) {
+    const named = TABLES.some((t) =>
+      source.tables[t.name].columns.some((c) => entry === c || entry === `${t.name}.${c}`)
+    );
+    if (!named) {
+      problems.push(
+        `--ignore-columns names ${entry}, which no SQLite table has: write table.column or column, as SQLite names it`,
+      );
+    }
+  }
   if (problems.length > 0) {
     throw new MigrationError(
       "config",

@@ -2421,6 +2421,19 @@ Deno.test("columns: PostgreSQL must be able to fill what SQLite lacks; shared ex
         assert.match(error.message, /--ignore-columns tracks\.legacy_id/);
       },
     );
+    await t.step(
+      "a name --ignore-columns does not find is a typo, not an acknowledgement",
+      async () => {
+        const error = await rejectsWith(
+          migrate({ ...env.options, ignoreColumns: ["tracks.legacy_idd"] }),
+          "config",
+        );
+        assert.match(
+          error.message,
+          /--ignore-columns names tracks\.legacy_idd, which no SQLite table has/,
+        );
+      },
+    );
     await t.step("the shared extra column is validated against its own type", async () => {
       const error = await rejectsWith(
         migrate({ ...env.options, ignoreColumns: ["tracks.legacy_id"] }),
