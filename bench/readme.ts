@@ -42,7 +42,7 @@ CREATE INDEX tracks_raw_json_idx ON tracks USING GIN (raw_json);`;
 /** What varies from run to run without the code changing. */
 function normalize(text: string): string {
   return text
-    .replace(/\b\d+(\.\d+)?m?s\b/g, "<time>")
+    .replace(/\b(\d+m)?\d+(\.\d+)?m?s\b/g, "<time>")
     .replace(/localhost:\d+/g, "localhost:<port>")
     .replace(/\b\d+ (passed|failed|ignored|filtered out)\b/g, "<n> $1")
     .replace(/\(\d+ steps?\)/g, "(<n> steps)");
