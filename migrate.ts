@@ -3565,39 +3565,11 @@ function hashBytesExtended(k: Uint8Array, length: number): bigint {
     rest -= 12;
   }
   // The last 11 bytes, little-endian; the lowest byte of c is left to the length.
-  switch (rest) {
-    case 11:
-      c = (c + (k[i + 10] << 24)) | 0;
-      /* falls through */
-    case 10:
-      c = (c + (k[i + 9] << 16)) | 0;
-      /* falls through */
-    case 9:
-      c = (c + (k[i + 8] << 8)) | 0;
-      /* falls through */
-    case 8:
-      b = (b + (k[i + 7] << 24)) | 0;
-      /* falls through */
-    case 7:
-      b = (b + (k[i + 6] << 16)) | 0;
-      /* falls through */
-    case 6:
-      b = (b + (k[i + 5] << 8)) | 0;
-      /* falls through */
-    case 5:
-      b = (b + k[i + 4]) | 0;
-      /* falls through */
-    case 4:
-      a = (a + (k[i + 3] << 24)) | 0;
-      /* falls through */
-    case 3:
-      a = (a + (k[i + 2] << 16)) | 0;
-      /* falls through */
-    case 2:
-      a = (a + (k[i + 1] << 8)) | 0;
-      /* falls through */
-    case 1:
-      a = (a + k[i]) | 0;
+  for (let j = 0; j < rest; j++) {
+    const byte = k[i + j];
+    if (j < 4) a = (a + (byte << (8 * j))) | 0;
+    else if (j < 8) b = (b + (byte << (8 * (j - 4)))) | 0;
+    else c = (c + (byte << (8 * (j - 7)))) | 0;
   }
   // final(a, b, c)
   c ^= b, c = (c - ((b << 14) | (b >>> 18))) | 0;

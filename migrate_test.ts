@@ -35,6 +35,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import postgres from "postgres";
+import { random } from "./bench/generate.ts";
 import {
   describeConnection,
   hashTextExtended,
@@ -427,15 +428,14 @@ function jsonCandidates(count: number): string[] {
     "nulls",
   ];
   const alphabet = [...'{}[],:"\\u01-.eE+ ntd8c'];
-  let seed = 42;
-  const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const next = random(42);
   const candidates = [...edges];
   while (candidates.length < count) {
-    let text = edges[Math.floor(random() * 12)];
-    for (let edit = 0; edit < 1 + Math.floor(random() * 3); edit++) {
-      const at = Math.floor(random() * (text.length + 1));
-      const c = alphabet[Math.floor(random() * alphabet.length)];
-      const r = random();
+    let text = edges[Math.floor(next() * 12)];
+    for (let edit = 0; edit < 1 + Math.floor(next() * 3); edit++) {
+      const at = Math.floor(next() * (text.length + 1));
+      const c = alphabet[Math.floor(next() * alphabet.length)];
+      const r = next();
       text = text.slice(0, at) + (r < 0.7 ? c : "") + text.slice(r < 0.4 ? at : at + 1);
     }
     candidates.push(text);
@@ -2800,19 +2800,8 @@ const REJECTED = [
 
 // ------------------------------------------------------------------ random documents
 
-function canonicalRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomDocs(seed: number, count: number): string[] {
-  const rnd = canonicalRandom(seed);
+  const rnd = random(seed);
   const int = (n: number) => Math.floor(rnd() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
   const hex4 = (cp: number) => {
@@ -2992,7 +2981,7 @@ Deno.test("jsonbText() prints exactly what PostgreSQL's jsonb_out prints, and re
 Deno.test("hashTextExtended() equals PostgreSQL's hashtextextended(text, 0) for every length and script", async () => {
   const sql = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
   try {
-    const rnd = canonicalRandom(7);
+    const rnd = random(7);
     const alphabet = ["a", "Z", "0", " ", ":", "é", "中", "😀", "\n", "N"];
     const texts = Array.from({ length: 600 }, (_, n) => {
       let text = "";

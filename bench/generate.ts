@@ -30,7 +30,7 @@ const WORDS = ("love night heart dream fire light summer rain blue gold wild run
   .split(" ");
 
 /** mulberry32: small, fast, deterministic. */
-function random(seed: number): () => number {
+export function random(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
