@@ -1311,6 +1311,8 @@ interface Source {
   path: string;
   db: DatabaseSync;
   tables: Record<TableName, SourceTable>;
+  /** Per table, the columns that contain NUL (see {@link sourceColumns}). */
+  withNul: Map<TableName, Set<string>>;
 }
 
 function openSource(path: string): Source {
@@ -1353,7 +1355,7 @@ function openSource(path: string): Source {
   try {
     const tables = {} as Record<TableName, SourceTable>;
     for (const table of TABLES) tables[table.name] = describeSourceTable(db, table);
-    return { path, db, tables };
+    return { path, db, tables, withNul: new Map() };
   } catch (error) {
     db.close();
     throw asSqliteError(error, path);
@@ -1435,19 +1437,47 @@ function hasUniqueIndexOn(db: DatabaseSync, table: TableSpec): boolean {
 // carries bit masks of the columns that contain NUL, this many columns a mask.
 const NUL_MASK_BITS = 30;
 
-/** The planned columns in plan order, then the NUL bit masks. */
-function sourceColumns(plan: TablePlan): string {
+/**
+ * The planned columns in plan order, then the NUL bit masks. Only columns
+ * that hold a NUL somewhere get a bit computed per row: one scan of the
+ * table finds them (and there usually are none, which saves SQLite an
+ * expression and JavaScript a BigInt per row).
+ */
+function sourceColumns(source: Source, plan: TablePlan): string {
+  const withNul = columnsWithNul(source, plan);
   const masks: string[] = [];
   plan.columns.forEach((column, i) => {
     const bit = i % NUL_MASK_BITS;
     if (bit === 0) masks.push("0");
-    if (column.kind !== "integer" && column.kind !== "boolean") {
-      masks[masks.length - 1] += ` | ((coalesce(instr(CAST(${
-        q(column.name)
-      } AS BLOB), X'00'), 0) > 0) << ${bit})`;
-    }
+    if (withNul.has(column.name)) masks[masks.length - 1] += ` | (${hasNul(column)} << ${bit})`;
   });
   return [...plan.columns.map((c) => q(c.name)), ...masks].join(", ");
+}
+
+/** SQL: 1 where the column's value contains NUL. */
+const hasNul = (column: PlannedColumn) =>
+  `(coalesce(instr(CAST(${q(column.name)} AS BLOB), X'00'), 0) > 0)`;
+
+/** The planned columns of a table that contain NUL in some row, found once per run. */
+function columnsWithNul(source: Source, plan: TablePlan): Set<string> {
+  const name = plan.spec.name;
+  const known = source.withNul.get(name);
+  if (known) return known;
+  const candidates = plan.columns.filter((c) => c.kind !== "integer" && c.kind !== "boolean");
+  const found = new Set<string>();
+  if (candidates.length > 0) {
+    try {
+      const [row] = prepareArrays(
+        source.db,
+        `SELECT ${candidates.map((c) => `max(${hasNul(c)})`).join(", ")} FROM ${q(name)}`,
+      ).all();
+      candidates.forEach((c, i) => row[i] === 1n && found.add(c.name));
+    } catch (error) {
+      throw asSqliteError(error, source.path);
+    }
+  }
+  source.withNul.set(name, found);
+  return found;
 }
 
 /**
@@ -1456,7 +1486,7 @@ function sourceColumns(plan: TablePlan): string {
  */
 function* readRows(source: Source, plan: TablePlan, pageRows: number): Generator<unknown[]> {
   const name = plan.spec.name;
-  const columns = sourceColumns(plan);
+  const columns = sourceColumns(source, plan);
   let read = 0;
   if (source.tables[name].pageable) {
     // A page per all() call is ~2.5× faster than iterate(); small pages keep
@@ -1651,13 +1681,16 @@ function valueCheck(
           : INVALID["invalid-timestamp"];
     case "boolean":
       return checkBoolean;
-    case "json":
+    case "json": {
+      // A jsonb payload is parsed once, here, for validation and its digest.
+      const accepts = column.baseName === "jsonb" ? isJsonb : isJsonbText;
       return (value) =>
         typeof value !== "string"
           ? INVALID["not-text"]
-          : isJsonbText(value)
+          : accepts(value)
           ? value
           : INVALID["invalid-json"];
+    }
   }
 }
 
@@ -2212,14 +2245,15 @@ function planTable(
       )
     ? spec.touch
     : null;
+  const keyIndexes = spec.key.map((k) => columns.findIndex((c) => c.name === k));
   return {
     problems,
     plan: {
       spec,
       target,
       columns,
-      keyIndexes: spec.key.map((k) => columns.findIndex((c) => c.name === k)),
-      digestOrder: digestOrder(columns),
+      keyIndexes,
+      digestOrder: digestOrder(columns, keyIndexes),
       touch,
       filledByPostgres,
       ignored,
@@ -2458,7 +2492,7 @@ function* encodedRows(
   options: Options,
   log: ValidationLog,
   progress: (done: number) => void,
-  encode: (clean: CleanValue[], digest: bigint, row: unknown[]) => string,
+  encode: (clean: CleanValue[], digest: RowDigest, row: unknown[]) => string,
 ): Generator<string, number> {
   const refused = log.refused.get(plan.spec.name)!;
   const singleKey = plan.keyIndexes.length === 1 ? plan.keyIndexes[0] : -1;
@@ -2496,18 +2530,21 @@ function stagingLines(
     log,
     progress,
     keysOnly
-      ? (clean, digest) => copyLine([...plan.keyIndexes.map((i) => clean[i]), digest])
-      : (clean, digest) => copyLine([...clean, digest]),
+      ? (clean, digest) => copyLine([...plan.keyIndexes.map((i) => clean[i]), digest.value])
+      : (clean, digest) => copyLine([...clean, digest.value]),
   );
 }
 
 /** The digest of one clean row: see "Row digests". */
-function rowDigest(digest: RowDigest, plan: TablePlan, clean: CleanValue[]): bigint {
+function rowDigest(digest: RowDigest, plan: TablePlan, clean: CleanValue[]): RowDigest {
   const order = plan.digestOrder;
+  const keyFields = plan.keyIndexes.length;
   for (let k = 0; k < order.length; k++) {
+    if (k === keyFields) digest.markKey();
     const i = order[k];
     addCanonical(digest, plan.columns[i], clean[i], k === order.length - 1);
   }
+  if (order.length === keyFields) digest.markKey();
   return digest.finish();
 }
 
@@ -2656,7 +2693,7 @@ async function stageChangedRows(
     for (const row of changed) {
       const [found] = lookup.all(...plan.spec.key.map((_, i) => row[`k${i}`]));
       const clean = found && validateRow(plan, found, options, quiet, quiet);
-      if (clean) yield copyLine([...clean, rowDigest(digest, plan, clean)]);
+      if (clean) yield copyLine([...clean, rowDigest(digest, plan, clean).value]);
     }
   };
   await copyInto(tx, `${plan.staging} (${columnList(plan)}, ${DIGEST})`, lines(), () => {});
@@ -2666,7 +2703,7 @@ async function stageChangedRows(
 function sourceLookup(source: Source, plan: TablePlan): ArrayStatement {
   return prepareArrays(
     source.db,
-    `SELECT ${sourceColumns(plan)} FROM ${q(plan.spec.name)} WHERE ${
+    `SELECT ${sourceColumns(source, plan)} FROM ${q(plan.spec.name)} WHERE ${
       plan.spec.key.map((k) => `${q(k)} = ?`).join(" AND ")
     }`,
   );
@@ -3004,8 +3041,9 @@ async function syncSequences(tx: Tx, plan: TablePlan): Promise<void> {
 // hashes a canonical text of each source row while it reads SQLite, and
 // PostgreSQL hashes the same text of each stored row (`col::text`, under the
 // run's DateStyle and TimeZone). The text of a row is its columns in the
-// order of digestOrder(), each `N` for NULL or `<UTF-8 bytes>:<text>` (a
-// JSON payload that ends the row is its text alone); the hash is
+// order of digestOrder(), key first, each `N` for NULL or
+// `<UTF-8 bytes>:<text>` (a JSON payload that ends the row is its text
+// alone); the key's part alone, hashed, picks a rerun's bucket. The hash is
 // PostgreSQL's own `hashtextextended(text, 0)` (Bob Jenkins' lookup3), so no
 // extension is needed. A row whose digests differ is not condemned on that
 // alone: it is read again from SQLite and compared by value in PostgreSQL
@@ -3020,8 +3058,10 @@ async function syncSequences(tx: Tx, plan: TablePlan): Promise<void> {
  * keys sort by UTF-8 length, then bytewise; `{"a": 1, "b": [1, 2]}` spacing;
  * escapes decoded, then written as escape_json does; numbers as numeric_out
  * prints them (no exponent, display scale max(0, fraction digits − exponent),
- * no negative zero). The input must be JSON that JSONB accepts (validated
- * before). The result is a view of a reused buffer, valid until the next call.
+ * no negative zero). It throws for any text that JSONB refuses (the
+ * differential tests hold it to PostgreSQL's verdicts), so it also serves as
+ * the validator of jsonb payloads. The result is a view of a reused buffer,
+ * valid until the next call.
  */
 const jsonbCanonical: (text: string) => Uint8Array = (() => {
   const encoder = new TextEncoder();
@@ -3155,10 +3195,11 @@ const jsonbCanonical: (text: string) => Uint8Array = (() => {
     for (;;) {
       const c = src[ii];
       if (c === 0x22) break;
-      if (c === 0x5c || c === undefined) {
+      if (c === 0x5c || c === undefined || c < 0x20) {
         i = ii;
         o = oo;
         if (c === undefined) fail("unterminated string");
+        if (c < 0x20) fail("control character in a string");
         escaped(isKey, start);
         return;
       }
@@ -3196,6 +3237,7 @@ const jsonbCanonical: (text: string) => Uint8Array = (() => {
       const c = b[i];
       if (c === 0x22) break;
       if (i >= n) fail("unterminated string");
+      if (c < 0x20) fail("control character in a string");
       if (c !== 0x5c) {
         out[o++] = c;
         if (isKey) ks[kso++] = c;
@@ -3370,7 +3412,11 @@ const jsonbCanonical: (text: string) => Uint8Array = (() => {
     }
     i = ii;
     if (intEnd === intStart || badFrac) fail("bad number");
+    if (src[intStart] === 0x30 && intEnd - intStart > 1) fail("leading zero");
     if (c !== 0x65 && c !== 0x45) {
+      if (fracEnd - fracStart > NUMERIC_DSCALE_MAX || intEnd - intStart > NUMERIC_MAX_INT_DIGITS) {
+        fail("value overflows numeric format");
+      }
       // No exponent: JSON has no leading zeros, so the text already is
       // numeric_out's, except that numeric has no negative zero.
       const from = neg && src[intStart] === 0x30 && zeroFrac ? intStart : start;
@@ -3594,11 +3640,36 @@ const jsonbCanonical: (text: string) => Uint8Array = (() => {
     out[o++] = 0x7d;
   }
 
-  return (text: string): Uint8Array => jsonbBytes(encodeInput(text));
+  // Validation parses a row's payload, and its digest needs the result right
+  // after: one text remembered makes that one parse. Every call comes here,
+  // so the buffer behind the remembered result changes only with it.
+  let lastText: string | null = null;
+  let lastResult: Uint8Array = EMPTY;
+  return (text: string): Uint8Array => {
+    if (text === lastText) return lastResult;
+    lastText = null;
+    lastResult = jsonbBytes(encodeInput(text));
+    lastText = text;
+    return lastResult;
+  };
 })();
 
-/** PostgreSQL's hash_bytes_extended with seed 0: what `hashtextextended(text, 0)` returns. */
-function hashBytesExtended(k: Uint8Array, length: number): bigint {
+/** True if JSONB accepts the text: {@link jsonbCanonical} parses it with JSONB's rules. */
+function isJsonb(text: string): boolean {
+  try {
+    jsonbCanonical(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * PostgreSQL's hash_bytes_extended with seed 0: what `hashtextextended(text, 0)`
+ * returns, as its high and low 32 bits (unsigned), into `into`: no BigInt
+ * per row.
+ */
+function hashBytesExtended(k: Uint8Array, length: number, into: Halves): void {
   let a = (0x9e3779b9 + length + 3923095) | 0;
   let b = a;
   let c = a;
@@ -3633,7 +3704,47 @@ function hashBytesExtended(k: Uint8Array, length: number): bigint {
   a ^= c, a = (a - ((c << 4) | (c >>> 28))) | 0;
   b ^= a, b = (b - ((a << 14) | (a >>> 18))) | 0;
   c ^= b, c = (c - ((b << 24) | (b >>> 8))) | 0;
-  return BigInt.asIntN(64, (BigInt(b >>> 0) << 32n) | BigInt(c >>> 0));
+  into.high = b >>> 0;
+  into.low = c >>> 0;
+}
+
+/** A 64-bit value as two unsigned 32-bit halves. */
+interface Halves {
+  high: number;
+  low: number;
+}
+
+const TWO_32 = 2 ** 32;
+
+/** The signed 64-bit value of two halves, as PostgreSQL's bigint holds it. */
+const int64 = (high: number, low: number) => BigInt.asIntN(64, (BigInt(high) << 32n) + BigInt(low));
+
+/**
+ * A sum of digests modulo 2^64, what PostgreSQL's `sum(digest)` is modulo
+ * 2^64. The halves are summed apart as doubles, carried before they could
+ * lose a bit.
+ */
+class DigestSum {
+  rows = 0;
+  #high = 0;
+  #low = 0;
+
+  add(digest: Halves): void {
+    this.rows++;
+    this.#high += digest.high;
+    this.#low += digest.low;
+    if (this.#low >= 2 ** 52) {
+      const carry = Math.floor(this.#low / TWO_32);
+      this.#high = (this.#high + carry) % TWO_32;
+      this.#low -= carry * TWO_32;
+    }
+  }
+
+  /** The sum as a signed 64-bit value. */
+  get value(): bigint {
+    const carry = Math.floor(this.#low / TWO_32);
+    return int64((this.#high + carry) % TWO_32, this.#low - carry * TWO_32);
+  }
 }
 
 /**
@@ -3647,7 +3758,7 @@ function hashBytesExtended(k: Uint8Array, length: number): bigint {
  */
 export function hashTextExtended(text: string): bigint {
   textDigest.raw(text);
-  return textDigest.finish();
+  return textDigest.finish().value;
 }
 
 /**
@@ -3699,10 +3810,21 @@ class RowDigest {
     this.#length += this.#encoder.encodeInto(text, this.#buffer.subarray(this.#length)).written;
   }
 
+  /** `<bytes>:`, written digit by digit: no string per field. */
   #prefix(bytes: number): void {
-    const prefix = `${bytes}:`;
-    this.#reserve(prefix.length + bytes);
-    for (let i = 0; i < prefix.length; i++) this.#buffer[this.#length++] = prefix.charCodeAt(i);
+    this.#reserve(bytes + 12);
+    const buffer = this.#buffer;
+    let at = this.#length;
+    if (bytes < 10) buffer[at++] = 0x30 + bytes;
+    else if (bytes < 100) {
+      buffer[at++] = 0x30 + Math.floor(bytes / 10);
+      buffer[at++] = 0x30 + (bytes % 10);
+    } else {
+      const digits = String(bytes);
+      for (let i = 0; i < digits.length; i++) buffer[at++] = digits.charCodeAt(i);
+    }
+    buffer[at++] = 0x3a; // :
+    this.#length = at;
   }
 
   null(): void {
@@ -3716,6 +3838,15 @@ class RowDigest {
     this.raw(text);
   }
 
+  /** An integer field, as int2/4/8out print it. */
+  integer(value: number | bigint): void {
+    this.text(
+      typeof value === "bigint" && value >= -MAX_SAFE && value <= MAX_SAFE
+        ? String(Number(value))
+        : String(value),
+    );
+  }
+
   bytes(bytes: Uint8Array, open = false): void {
     if (open) this.#reserve(bytes.length);
     else this.#prefix(bytes.length);
@@ -3723,27 +3854,52 @@ class RowDigest {
     this.#length += bytes.length;
   }
 
-  /** The hash of what was added since the last finish(). */
-  finish(): bigint {
-    const digest = hashBytesExtended(this.#buffer, this.#length);
+  /** The last digest's halves; see {@link value}. */
+  high = 0;
+  low = 0;
+  #keyEnd = 0;
+  #key = { high: 0, low: 0 };
+
+  /** Marks the end of the key's fields. */
+  markKey(): void {
+    this.#keyEnd = this.#length;
+  }
+
+  /** Hashes what was added since the last finish() into high and low. */
+  finish(): this {
+    hashBytesExtended(this.#buffer, this.#length, this);
     this.#length = 0;
-    return digest;
+    return this;
+  }
+
+  /** The low half of the last row's key digest (its text up to markKey()). */
+  keyLow(): number {
+    hashBytesExtended(this.#buffer, this.#keyEnd, this.#key);
+    return this.#key.low;
+  }
+
+  /** The last digest as PostgreSQL's bigint. */
+  get value(): bigint {
+    return int64(this.high, this.low);
   }
 }
 
 const textDigest = new RowDigest();
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /**
- * The digest's column order: every column but JSON payloads first, in plan
- * order, then the payloads. The last field needs no length prefix when it is
- * a payload (JSON text never reads `N`), so PostgreSQL prints the payload, the
- * costly part, once.
+ * The digest's column order: the key in key order (its text is then a prefix
+ * of the row's, which gives a rerun its bucket for free), the other columns
+ * but JSON payloads in plan order, then the payloads. The last field needs
+ * no length prefix when it is a payload (JSON text never reads `N`), so
+ * PostgreSQL prints the payload, the costly part, once.
  */
-function digestOrder(columns: PlannedColumn[]): number[] {
-  const indexes = columns.map((_, i) => i);
+function digestOrder(columns: PlannedColumn[], keyIndexes: number[]): number[] {
+  const others = columns.map((_, i) => i).filter((i) => !keyIndexes.includes(i));
   return [
-    ...indexes.filter((i) => columns[i].kind !== "json"),
-    ...indexes.filter((i) => columns[i].kind === "json"),
+    ...keyIndexes,
+    ...others.filter((i) => columns[i].kind !== "json"),
+    ...others.filter((i) => columns[i].kind === "json"),
   ];
 }
 
@@ -3769,6 +3925,8 @@ function addCanonical(
       );
     case "timestamp":
       return digest.text(timestampText(value as string, column.target.baseName === "timestamptz"));
+    case "integer":
+      return digest.integer(value as number | bigint);
     default:
       return digest.text(String(value));
   }
@@ -4299,12 +4457,6 @@ class AbandoningLog extends ProblemLog {
  */
 const CAREFUL_PATH_EXPLAINS = /^(22|23|42|2B|0A|44|P0)[0-9A-Z]{3}$/;
 
-/** The sum of a table's row digests and its row count, from one side. */
-interface DigestSum {
-  rows: number;
-  sum: bigint;
-}
-
 /**
  * A first run, when every target table is empty: rows go from SQLite straight
  * into the target, without staging, so every payload is parsed and written
@@ -4423,8 +4575,7 @@ async function copyDirect(
   const total = source.tables[plan.spec.name].rows;
   let done = 0;
   const progress = () => options.onProgress?.({ table: plan.spec.name, done, total });
-  let sum = 0n;
-  let rows = 0;
+  const sum = new DigestSum();
   const lines = encodedRows(
     source,
     plan,
@@ -4432,8 +4583,7 @@ async function copyDirect(
     log,
     (read) => (done = read),
     (clean, digest) => {
-      sum += digest;
-      rows++;
+      sum.add(digest);
       return copyLine(clean);
     },
   );
@@ -4441,7 +4591,7 @@ async function copyDirect(
   await copyInto(tx, `${plan.target.qualified} (${columnList(plan)})`, lines, progress);
   done = total;
   progress();
-  return { rows, sum };
+  return sum;
 }
 
 /**
@@ -4497,7 +4647,7 @@ async function verifySums(
        FROM (${targetDigests(plan)}) t`,
     );
     const expected = sums.get(plan)!;
-    if (rows !== expected.rows || BigInt(sum) !== expected.sum) {
+    if (rows !== expected.rows || BigInt.asIntN(64, BigInt(sum)) !== expected.value) {
       throw new Abandon(`digest sum of ${plan.spec.name}`);
     }
     const sqlite = source.tables[plan.spec.name].rows;
@@ -4532,11 +4682,8 @@ function bucketSql(plan: TablePlan, size: number): string {
   return `(hashtextextended(concat(${fields.join(", ")}) COLLATE "C", 0) & ${size - 1})::int`;
 }
 
-/** The same from a clean row in JavaScript. */
-function rowBucket(digest: RowDigest, plan: TablePlan, clean: CleanValue[], size: number): number {
-  for (const i of plan.keyIndexes) addCanonical(digest, plan.columns[i], clean[i], false);
-  return Number(BigInt.asUintN(32, digest.finish())) & (size - 1);
-}
+/** The same in JavaScript, from a row just digested: see {@link digestOrder}. */
+const rowBucket = (digest: RowDigest, size: number) => digest.keyLow() & (size - 1);
 
 /** The target's buckets, all of them or those listed, from PostgreSQL's stored rows. */
 async function targetBuckets(
@@ -4598,21 +4745,28 @@ function sourceBuckets(
     rowids: new Float64Array(total),
     bucketOf: new Int32Array(total),
   };
-  const keyDigest = new RowDigest();
+  // Each bucket's sum as halves summed apart, made one at the end (a bucket
+  // holds a few rows; below 2^21 rows of less than 2^32 each, a double is exact).
+  const high = new Float64Array(size);
+  const low = new Float64Array(size);
   let done = 0;
   const progress = () => options.onProgress?.({ table: plan.spec.name, done, total });
   const rows = encodedRows(source, plan, options, log, (read) => {
     done = read;
     progress();
   }, (clean, digest, row) => {
-    const bucket = rowBucket(keyDigest, plan, clean, size);
+    const bucket = rowBucket(digest, size);
     buckets.count[bucket]++;
-    buckets.sum[bucket] += digest;
+    high[bucket] += digest.high;
+    low[bucket] += digest.low;
     buckets.rowids[buckets.rows] = Number(row.at(-1));
     buckets.bucketOf[buckets.rows++] = bucket;
     return "";
   });
   for (const _ of rows) { /* each row is counted by the callback */ }
+  for (let b = 0; b < size; b++) {
+    if (buckets.count[b] > 0) buckets.sum[b] = (BigInt(high[b]) << 32n) + BigInt(low[b]);
+  }
   return buckets;
 }
 
@@ -4752,7 +4906,7 @@ async function stageBuckets(
   const wanted = new Set(differ);
   const lookup = prepareArrays(
     source.db,
-    `SELECT ${sourceColumns(plan)}, rowid FROM ${q(plan.spec.name)} WHERE rowid = ?`,
+    `SELECT ${sourceColumns(source, plan)}, rowid FROM ${q(plan.spec.name)} WHERE rowid = ?`,
   );
   const digest = new RowDigest();
   const lines = function* () {
@@ -4761,7 +4915,7 @@ async function stageBuckets(
       const [row] = lookup.all(ours.rowids[r]);
       const clean = row && validateRow(plan, row, options, log.problems, log.policies);
       if (!clean) throw new Abandon(`${plan.spec.name} changed while reading`);
-      yield copyLine([...clean, rowDigest(digest, plan, clean)]);
+      yield copyLine([...clean, rowDigest(digest, plan, clean).value]);
     }
   };
   await copyInto(tx, `${plan.staging} (${columnList(plan)}, ${DIGEST})`, lines(), () => {});

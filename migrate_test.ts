@@ -426,6 +426,12 @@ function jsonCandidates(count: number): string[] {
     '"tab\there"',
     '{"a":1,"a":2}',
     "nulls",
+    "-01",
+    "[00]",
+    "0." + "1".repeat(16383), // numeric's largest scale
+    "0." + "1".repeat(16384), // one decimal too many, without an exponent
+    "1".repeat(131072), // numeric's most integer digits
+    "1".repeat(131073),
   ];
   const alphabet = [...'{}[],:"\\u01-.eE+ ntd8c'];
   const next = random(42);
@@ -2797,6 +2803,10 @@ const REJECTED = [
   "1e-16384",
   "1.5e-16383",
   "0e-16384",
+  "01",
+  '"tab\there"',
+  "0." + "1".repeat(16384),
+  "1".repeat(131073),
 ];
 
 // ------------------------------------------------------------------ random documents
