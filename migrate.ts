@@ -4754,7 +4754,7 @@ function sourceBuckets(
   const rows = encodedRows(source, plan, options, log, (read) => {
     done = read;
     progress();
-  }, (clean, digest, row) => {
+  }, (_clean, digest, row) => {
     const bucket = rowBucket(digest, size);
     buckets.count[bucket]++;
     high[bucket] += digest.high;
