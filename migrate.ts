@@ -2412,6 +2412,7 @@ async function copyInto(
   target: string,
   lines: Iterable<string>,
   onFlush: () => void,
+  meanwhile?: Prefetch,
 ): Promise<void> {
   const stream = await tx.unsafe(`COPY ${target} FROM STDIN`).writable();
   const finished = new Promise<void>((resolve, reject) => {
@@ -2430,7 +2431,11 @@ async function copyInto(
     // PostgreSQL parses one chunk while JavaScript encodes the next; without
     // the wait, the chunks leave only when the buffer is full, and the two
     // sides take turns instead of working at once.
-    await Promise.race([new Promise((resolve) => stream.write(chunk, resolve)), finished]);
+    const written = Promise.race([
+      new Promise((resolve) => stream.write(chunk, resolve)),
+      finished,
+    ]);
+    await (meanwhile ? meanwhile.during(written) : written);
     onFlush();
     chunk = "";
   };
@@ -3041,9 +3046,11 @@ async function syncSequences(tx: Tx, plan: TablePlan): Promise<void> {
 // hashes a canonical text of each source row while it reads SQLite, and
 // PostgreSQL hashes the same text of each stored row (`col::text`, under the
 // run's DateStyle and TimeZone). The text of a row is its columns in the
-// order of digestOrder(), key first, each `N` for NULL or
-// `<UTF-8 bytes>:<text>` (a JSON payload that ends the row is its text
-// alone); the key's part alone, hashed, picks a rerun's bucket. The hash is
+// order of digestOrder(), key first, each `N` for NULL, `<text>;` for
+// integers, dates, timestamps and booleans (whose text never holds `;`), and
+// `<UTF-8 bytes>:<text>` for the rest (a JSON payload that ends the row is
+// its text alone), so that no two rows share a text; the key's part alone,
+// hashed, picks a rerun's bucket. The hash is
 // PostgreSQL's own `hashtextextended(text, 0)` (Bob Jenkins' lookup3), so no
 // extension is needed. A row whose digests differ is not condemned on that
 // alone: it is read again from SQLite and compared by value in PostgreSQL
@@ -3725,6 +3732,8 @@ const int64 = (high: number, low: number) => BigInt.asIntN(64, (BigInt(high) << 
  * lose a bit.
  */
 class DigestSum {
+  /** Source rows read so far (for progress); `rows` counts the rows summed. */
+  read = 0;
   rows = 0;
   #high = 0;
   #low = 0;
@@ -3838,9 +3847,16 @@ class RowDigest {
     this.raw(text);
   }
 
+  /** A field of a kind whose text never holds `;`: `<text>;`. */
+  fixed(text: string): void {
+    this.raw(text);
+    this.#reserve(1);
+    this.#buffer[this.#length++] = 0x3b; // ;
+  }
+
   /** An integer field, as int2/4/8out print it. */
   integer(value: number | bigint): void {
-    this.text(
+    this.fixed(
       typeof value === "bigint" && value >= -MAX_SAFE && value <= MAX_SAFE
         ? String(Number(value))
         : String(value),
@@ -3924,13 +3940,20 @@ function addCanonical(
           : value as string,
       );
     case "timestamp":
-      return digest.text(timestampText(value as string, column.target.baseName === "timestamptz"));
+      return digest.fixed(timestampText(value as string, column.target.baseName === "timestamptz"));
     case "integer":
       return digest.integer(value as number | bigint);
     default:
-      return digest.text(String(value));
+      return digest.fixed(String(value));
   }
 }
+
+/**
+ * Kinds whose text never holds `;` (digits, signs, dates, times, true and
+ * false): their field is the text and `;`, which PostgreSQL prints with one
+ * conversion instead of two (length, then text).
+ */
+const FIXED_KINDS = new Set<Kind>(["integer", "date", "timestamp", "boolean"]);
 
 /**
  * A timestamp as PostgreSQL prints it with DateStyle ISO and TimeZone UTC:
@@ -4090,6 +4113,7 @@ function digestSql(plan: TablePlan): string {
 function digestField(column: PlannedColumn, last: boolean): string {
   const text = `t.${q(column.name)}::text`;
   if (last && column.kind === "json") return `coalesce(${text}, 'N')`;
+  if (FIXED_KINDS.has(column.kind)) return `coalesce(${text} || ';', 'N')`;
   const field = `octet_length(${text})::text || ':' || ${text}`;
   return column.target.notNull ? field : `CASE WHEN ${text} IS NULL THEN 'N' ELSE ${field} END`;
 }
@@ -4494,7 +4518,13 @@ async function loadDirect(
     };
     const written = new Map<TablePlan, Written>();
     const sums = new Map<TablePlan, DigestSum>();
-    for (const plan of plans) {
+    const linesOf = (plan: TablePlan) => {
+      const sum = new DigestSum();
+      sums.set(plan, sum);
+      return directLines(source, plan, options, log, sum);
+    };
+    let ahead: Prefetch | undefined;
+    for (const [k, plan] of plans.entries()) {
       if (duplicateSourceKeys(source, plan.spec).length > 0) throw new Abandon("duplicate keys");
       const tableStarted = performance.now();
       const bulk = source.tables[plan.spec.name].rows >= BULK_INSERT_ROWS;
@@ -4504,12 +4534,22 @@ async function loadDirect(
           bulk ? "; keys and indexes are rebuilt after" : ""
         })`,
       );
-      await suspend(sp, plan, suspended);
-      sums.set(plan, await copyDirect(sp, source, plan, options, log));
+      const lines = ahead ? ahead.lines() : linesOf(plan);
+      // The next table's lines are made while PostgreSQL works on this one.
+      ahead = k + 1 < plans.length ? new Prefetch(linesOf(plans[k + 1])) : undefined;
+      const meanwhile = <T>(work: Promise<T>) => ahead ? ahead.during(work) : work;
+      await meanwhile(suspend(sp, plan, suspended));
+      await copyInto(sp, `${plan.target.qualified} (${columnList(plan)})`, lines, () => {
+        options.onProgress?.({
+          table: plan.spec.name,
+          done: sums.get(plan)!.read,
+          total: source.tables[plan.spec.name].rows,
+        });
+      }, ahead);
       if (bulk) step(`indexing ${plan.spec.name}`);
-      await checkOrphansDirect(sp, plans, plan, options, log);
-      await restore(sp, plan, suspended);
-      await syncSequences(sp, plan);
+      await meanwhile(checkOrphansDirect(sp, plans, plan, options, log));
+      await meanwhile(restore(sp, plan, suspended));
+      await meanwhile(syncSequences(sp, plan));
       const inserted = sums.get(plan)!.rows;
       const seconds = (performance.now() - tableStarted) / 1000;
       written.set(plan, { inserted, updated: 0, pruned: 0, seconds });
@@ -4564,34 +4604,79 @@ async function parallelScans(tx: Tx): Promise<void> {
   await tx.unsafe(`SET LOCAL min_parallel_table_scan_size = 0`);
 }
 
-/** COPYs one table's clean rows into the target itself; returns their count and digest sum. */
-async function copyDirect(
-  tx: Tx,
+/** One table's clean rows as COPY lines for the target itself, counted and summed into `sum`. */
+function directLines(
   source: Source,
   plan: TablePlan,
   options: Options,
   log: ValidationLog,
-): Promise<DigestSum> {
-  const total = source.tables[plan.spec.name].rows;
-  let done = 0;
-  const progress = () => options.onProgress?.({ table: plan.spec.name, done, total });
-  const sum = new DigestSum();
-  const lines = encodedRows(
-    source,
-    plan,
-    options,
-    log,
-    (read) => (done = read),
-    (clean, digest) => {
-      sum.add(digest);
-      return copyLine(clean);
-    },
-  );
+  sum: DigestSum,
+): Generator<string, number> {
   // OVERRIDING SYSTEM VALUE is implied: COPY writes identity columns as given.
-  await copyInto(tx, `${plan.target.qualified} (${columnList(plan)})`, lines, progress);
-  done = total;
-  progress();
-  return sum;
+  return encodedRows(source, plan, options, log, (read) => (sum.read = read), (clean, digest) => {
+    sum.add(digest);
+    return copyLine(clean);
+  });
+}
+
+/** The most COPY text made ahead for the next table: memory stays flat whatever the size. */
+const PREFETCH_CHARS = 16 << 20;
+/** Lines made between two looks at what PostgreSQL is doing. */
+const PREFETCH_STEP = 64;
+
+/**
+ * The next table's COPY text, made while PostgreSQL is busy with this one's
+ * (parsing its payloads, building its keys): JavaScript would otherwise
+ * wait, and PostgreSQL wait for it later.
+ */
+class Prefetch {
+  #lines: Iterator<string>;
+  #chunks: string[] = [];
+  #chunk = "";
+  #chars = 0;
+  #done = false;
+
+  constructor(lines: Iterable<string>) {
+    this.#lines = lines[Symbol.iterator]();
+  }
+
+  /** Makes a few dozen lines; false when all are made or the buffer is full. */
+  step(): boolean {
+    if (this.#done || this.#chars >= PREFETCH_CHARS) return false;
+    for (let k = 0; k < PREFETCH_STEP; k++) {
+      const next = this.#lines.next();
+      if (next.done) {
+        this.#done = true;
+        return false;
+      }
+      this.#chunk += next.value;
+      this.#chars += next.value.length;
+      if (this.#chunk.length >= COPY_FLUSH_CHARS) {
+        this.#chunks.push(this.#chunk);
+        this.#chunk = "";
+      }
+    }
+    return true;
+  }
+
+  /** Waits for `work`, making lines in between its turns of the event loop. */
+  async during<T>(work: Promise<T>): Promise<T> {
+    let settled = false;
+    work.then(() => (settled = true), () => (settled = true));
+    while (!settled && this.step()) await new Promise((resolve) => setImmediate(resolve));
+    return await work;
+  }
+
+  /** Every line: those made ahead, then the rest. */
+  *lines(): Generator<string> {
+    const chunks = this.#chunks;
+    this.#chunks = [];
+    this.#chars = PREFETCH_CHARS; // no more making ahead
+    yield* chunks;
+    if (this.#chunk !== "") yield this.#chunk;
+    this.#chunk = "";
+    for (let next = this.#lines.next(); !next.done; next = this.#lines.next()) yield next.value;
+  }
 }
 
 /**

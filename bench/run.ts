@@ -574,13 +574,17 @@ interface TableReport {
 }
 
 /** migrate.ts's steps as printed on stderr; each phase lasts until the next one. */
-const STEP = /^(reading|comparing|writing|pruning|verifying)\b(?: (tracks|snapshots))?/;
+const STEP =
+  /^(reading|comparing|writing|pruning|verifying|indexing|staging|the fast path stopped)\b(?: (?:the )?(tracks|snapshots))?/;
 const STEP_LABELS: Record<string, string> = {
   reading: "read+stage",
   comparing: "compare",
   writing: "write",
   pruning: "prune",
   verifying: "verify",
+  indexing: "index",
+  staging: "stage",
+  "the fast path stopped": "fast path stopped",
 };
 
 async function migrateRun(
