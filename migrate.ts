@@ -77,6 +77,14 @@ export interface Options {
   orphans: OrphanPolicy;
   /** Delete target rows that the source does not have. */
   prune: boolean;
+  /**
+   * Take the careful path even where a fast path applies (a first run
+   * straight into empty tables, a rerun compared bucket by bucket): stage
+   * every row, check it set-based and compare row by row. Same result,
+   * slower; the fast paths hand over to it by themselves whenever something
+   * needs explaining.
+   */
+  careful?: boolean;
   /** Migrate and commit, do everything and roll back, or only compare. */
   mode: Mode;
   /**
@@ -2410,7 +2418,7 @@ async function chooseStagingStorage(tx: Tx, plan: TablePlan, firstRun: boolean):
 async function copyInto(
   tx: Tx,
   target: string,
-  lines: Iterable<string>,
+  lines: Iterable<string | Uint8Array>,
   onFlush: () => void,
   meanwhile?: Prefetch,
 ): Promise<void> {
@@ -2422,29 +2430,34 @@ async function copyInto(
   // Awaited below; until then, a failure (the connection lost mid-COPY) must
   // not count as an unhandled rejection, which would end the process.
   finished.catch(() => {});
-  let chunk = "";
-  const flush = async () => {
-    if (chunk === "") return;
-    // postgres.js's pipeline() misbehaves under Deno; write/drain/end does not.
-    // A stream that fails never drains: stop waiting when it finishes or fails.
-    // Waiting for each chunk to reach the socket lets Deno send it now, so
-    // PostgreSQL parses one chunk while JavaScript encodes the next; without
-    // the wait, the chunks leave only when the buffer is full, and the two
-    // sides take turns instead of working at once.
-    const written = Promise.race([
-      new Promise((resolve) => stream.write(chunk, resolve)),
-      finished,
-    ]);
+  // postgres.js's pipeline() misbehaves under Deno; write/drain/end does not.
+  // A stream that fails never drains: stop waiting when it finishes or fails.
+  // Waiting for each chunk to reach the socket lets Deno send it now, so
+  // PostgreSQL parses one chunk while JavaScript encodes the next; without
+  // the wait, the chunks leave only when the buffer is full, and the two
+  // sides take turns instead of working at once.
+  const send = async (data: string | Uint8Array) => {
+    const written = Promise.race([new Promise((resolve) => stream.write(data, resolve)), finished]);
     await (meanwhile ? meanwhile.during(written) : written);
     onFlush();
-    chunk = "";
   };
+  let chunk = "";
   try {
     for (const line of lines) {
+      if (typeof line !== "string") {
+        // Text made ahead, already a chunk of bytes.
+        if (chunk !== "") await send(chunk);
+        chunk = "";
+        await send(line);
+        continue;
+      }
       chunk += line;
-      if (chunk.length >= COPY_FLUSH_CHARS) await flush();
+      if (chunk.length >= COPY_FLUSH_CHARS) {
+        await send(chunk);
+        chunk = "";
+      }
     }
-    await flush();
+    if (chunk !== "") await send(chunk);
   } catch (error) {
     // destroy() sends CopyFail, so the connection can roll back cleanly.
     stream.destroy(error as Error);
@@ -4620,20 +4633,22 @@ function directLines(
 }
 
 /** The most COPY text made ahead for the next table: memory stays flat whatever the size. */
-const PREFETCH_CHARS = 16 << 20;
+const PREFETCH_BYTES = 16 << 20;
 /** Lines made between two looks at what PostgreSQL is doing. */
 const PREFETCH_STEP = 64;
 
 /**
  * The next table's COPY text, made while PostgreSQL is busy with this one's
  * (parsing its payloads, building its keys): JavaScript would otherwise
- * wait, and PostgreSQL wait for it later.
+ * wait, and PostgreSQL wait for it later. Kept as UTF-8 bytes, so the bound
+ * is what it holds.
  */
 class Prefetch {
   #lines: Iterator<string>;
-  #chunks: string[] = [];
+  #encoder = new TextEncoder();
+  #chunks: Uint8Array[] = [];
   #chunk = "";
-  #chars = 0;
+  #bytes = 0;
   #done = false;
 
   constructor(lines: Iterable<string>) {
@@ -4642,7 +4657,7 @@ class Prefetch {
 
   /** Makes a few dozen lines; false when all are made or the buffer is full. */
   step(): boolean {
-    if (this.#done || this.#chars >= PREFETCH_CHARS) return false;
+    if (this.#done || this.#bytes >= PREFETCH_BYTES) return false;
     for (let k = 0; k < PREFETCH_STEP; k++) {
       const next = this.#lines.next();
       if (next.done) {
@@ -4650,9 +4665,10 @@ class Prefetch {
         return false;
       }
       this.#chunk += next.value;
-      this.#chars += next.value.length;
       if (this.#chunk.length >= COPY_FLUSH_CHARS) {
-        this.#chunks.push(this.#chunk);
+        const bytes = this.#encoder.encode(this.#chunk);
+        this.#chunks.push(bytes);
+        this.#bytes += bytes.length;
         this.#chunk = "";
       }
     }
@@ -4667,12 +4683,12 @@ class Prefetch {
     return await work;
   }
 
-  /** Every line: those made ahead, then the rest. */
-  *lines(): Generator<string> {
+  /** Every line: those made ahead (as bytes), then the rest. */
+  *lines(): Generator<string | Uint8Array> {
     const chunks = this.#chunks;
     this.#chunks = [];
-    this.#chars = PREFETCH_CHARS; // no more making ahead
-    yield* chunks;
+    this.#bytes = PREFETCH_BYTES; // no more making ahead
+    while (chunks.length > 0) yield chunks.shift()!;
     if (this.#chunk !== "") yield this.#chunk;
     this.#chunk = "";
     for (let next = this.#lines.next(); !next.done; next = this.#lines.next()) yield next.value;
@@ -4747,18 +4763,27 @@ async function verifySums(
 // ---------------------------------------------------------------------------
 
 /**
- * One side's view of a table on a rerun: its rows in buckets by key, each
- * bucket with its row count and the sum of its rows' digests (modulo 2^64).
+ * SQLite's side of a table on a rerun: its rows in buckets by key, each
+ * bucket with its row count and the exact sum of its rows' digests (as the
+ * signed high halves and the unsigned low halves, summed apart), and where
+ * each row lies, to read again the rows of a bucket that differs.
  */
-interface Buckets {
+interface SourceBuckets {
   size: number;
+  rows: number;
   count: Int32Array;
-  sum: BigInt64Array;
+  high: Float64Array;
+  low: Float64Array;
+  rowids: Uint32Array | Float64Array;
+  bucketOf: Int32Array;
 }
 
-/** About four rows a bucket: few enough that a change re-reads few rows. */
+/**
+ * About four rows a bucket: few enough that a change re-reads few rows; at
+ * most 2^18 buckets (2.5 MB of counts and sums).
+ */
 function bucketsFor(rows: number): number {
-  return 2 ** Math.min(20, Math.max(8, Math.ceil(Math.log2(Math.max(1, rows / 4)))));
+  return 2 ** Math.min(18, Math.max(8, Math.ceil(Math.log2(Math.max(1, rows / 4)))));
 }
 
 /** A row's bucket in SQL, over the target row `t`: its key's digest, masked. */
@@ -4770,46 +4795,69 @@ function bucketSql(plan: TablePlan, size: number): string {
 /** The same in JavaScript, from a row just digested: see {@link digestOrder}. */
 const rowBucket = (digest: RowDigest, size: number) => digest.keyLow() & (size - 1);
 
-/** The target's buckets, from PostgreSQL's stored rows. */
-async function targetBuckets(tx: Tx, plan: TablePlan, size: number): Promise<Buckets> {
-  const buckets = { size, count: new Int32Array(size), sum: new BigInt64Array(size) };
-  // The key's fields lead the row's digest text: printed once (OFFSET 0 keeps
-  // the planner from inlining them twice), they give both hashes.
+/**
+ * Lets the queries just issued leave before a stretch of synchronous work:
+ * postgres.js writes on the next turn of the event loop, and Deno's socket
+ * (TLS or not) sends on the one after. Measured: one turn left a query
+ * waiting for the whole stretch; two, none.
+ */
+async function onTheWire(): Promise<void> {
+  for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Buckets fetched at a time from PostgreSQL: memory stays flat however many there are. */
+const BUCKET_BATCH = 50_000;
+
+/**
+ * PostgreSQL's side: the target's buckets, summed from its stored rows into
+ * a temporary table (by parallel workers where the server allows; a cursor
+ * would forbid them), read back in batches. The key's fields lead the row's
+ * digest text: printed once (OFFSET 0 keeps the planner from inlining them
+ * twice), they give both hashes. Returns once the query is sent, so that
+ * PostgreSQL sums while JavaScript reads SQLite.
+ */
+async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
+  const table = `pg_temp.${q(`migrate_buckets_${plan.spec.name}`)}`;
   const fields = plan.digestOrder.map((i, k) =>
     digestField(plan.columns[i], k === plan.digestOrder.length - 1)
   );
   const keyFields = plan.keyIndexes.length;
   const rest = fields.length > keyFields ? `concat(${fields.slice(keyFields).join(", ")})` : "''";
-  const rows = await tx.unsafe(
-    `SELECT bucket, count(*)::int AS n, sum(${DIGEST})::text AS sum FROM (
+  const summed = tx.unsafe(
+    `CREATE TEMPORARY TABLE ${table} ON COMMIT DROP AS
+     SELECT bucket, count(*)::int AS n, sum(${DIGEST}) AS sum FROM (
        SELECT (hashtextextended(k COLLATE "C", 0) & ${size - 1})::int AS bucket,
          hashtextextended((k || r) COLLATE "C", 0) AS ${DIGEST}
        FROM (SELECT concat(${fields.slice(0, keyFields).join(", ")}) AS k, ${rest} AS r
              FROM ${plan.target.qualified} t OFFSET 0) y) b
      GROUP BY bucket`,
-  );
-  for (const row of rows) {
-    buckets.count[row.bucket] = row.n;
-    buckets.sum[row.bucket] = BigInt.asIntN(64, BigInt(row.sum));
-  }
-  return buckets;
+  ).execute();
+  summed.catch(() => {}); // awaited by differingBuckets, unless reading SQLite abandons first
+  await onTheWire();
+  return { table, summed };
 }
 
-/** Buckets whose count or sum differ. */
-function differingBuckets(a: Buckets, b: Buckets): number[] {
+/** The buckets whose count or sum differ between the two sides. */
+async function differingBuckets(
+  tx: Tx,
+  ours: SourceBuckets,
+  theirs: Awaited<ReturnType<typeof targetBuckets>>,
+): Promise<number[]> {
+  await theirs.summed;
   const differ: number[] = [];
-  for (let i = 0; i < a.size; i++) {
-    if (a.count[i] !== b.count[i] || a.sum[i] !== b.sum[i]) differ.push(i);
+  const seen = new Uint8Array(ours.size);
+  const batches = tx.unsafe(`SELECT bucket, n, sum::text AS sum FROM ${theirs.table}`)
+    .cursor(BUCKET_BATCH);
+  for await (const batch of batches) {
+    for (const { bucket, n, sum } of batch) {
+      seen[bucket] = 1;
+      // The exact sum of the signed digests, as PostgreSQL's sum(bigint) has it.
+      const ourSum = (BigInt(ours.high[bucket]) << 32n) + BigInt(ours.low[bucket]);
+      if (n !== ours.count[bucket] || BigInt(sum) !== ourSum) differ.push(bucket);
+    }
   }
-  return differ;
-}
-
-/** A table's side of a rerun: SQLite's buckets, and where each row lies. */
-interface SourceBuckets extends Buckets {
-  rows: number;
-  /** Every row's rowid and bucket, to read again the rows of a bucket that differs. */
-  rowids: Float64Array;
-  bucketOf: Int32Array;
+  for (let b = 0; b < ours.size; b++) if (!seen[b] && ours.count[b] > 0) differ.push(b);
+  return differ.sort((a, b) => a - b);
 }
 
 /**
@@ -4824,18 +4872,19 @@ function sourceBuckets(
 ): SourceBuckets {
   const total = source.tables[plan.spec.name].rows;
   const size = bucketsFor(total);
+  const [[maxRowid]] = prepareArrays(source.db, `SELECT max(rowid) FROM ${q(plan.spec.name)}`)
+    .all() as [[bigint | null]];
   const buckets: SourceBuckets = {
     size,
     rows: 0,
     count: new Int32Array(size),
-    sum: new BigInt64Array(size),
-    rowids: new Float64Array(total),
+    // A bucket holds a few rows: below 2^21 rows of less than 2^32 each, a
+    // double sums a half exactly.
+    high: new Float64Array(size),
+    low: new Float64Array(size),
+    rowids: (maxRowid ?? 0n) < 2n ** 32n ? new Uint32Array(total) : new Float64Array(total),
     bucketOf: new Int32Array(total),
   };
-  // Each bucket's sum as halves summed apart, made one at the end (a bucket
-  // holds a few rows; below 2^21 rows of less than 2^32 each, a double is exact).
-  const high = new Float64Array(size);
-  const low = new Float64Array(size);
   let done = 0;
   const progress = () => options.onProgress?.({ table: plan.spec.name, done, total });
   const rows = encodedRows(source, plan, options, log, (read) => {
@@ -4844,16 +4893,13 @@ function sourceBuckets(
   }, (_clean, digest, row) => {
     const bucket = rowBucket(digest, size);
     buckets.count[bucket]++;
-    high[bucket] += digest.high;
-    low[bucket] += digest.low;
+    buckets.high[bucket] += digest.high | 0;
+    buckets.low[bucket] += digest.low;
     buckets.rowids[buckets.rows] = Number(row.at(-1));
     buckets.bucketOf[buckets.rows++] = bucket;
     return "";
   });
   for (const _ of rows) { /* each row is counted by the callback */ }
-  for (let b = 0; b < size; b++) {
-    if (buckets.count[b] > 0) buckets.sum[b] = (BigInt(high[b]) << 32n) + BigInt(low[b]);
-  }
   return buckets;
 }
 
@@ -4897,20 +4943,14 @@ async function rerunByBuckets(
     await parallelScans(sp);
     const sources = new Map<TablePlan, SourceBuckets>();
     const differ = new Map<TablePlan, number[]>();
-    // PostgreSQL sums its rows while JavaScript reads SQLite's: both queries
-    // go out before the reading starts (postgres.js sends on the next turn
-    // of the event loop), and are awaited after it.
-    const targets = plans.map((plan) => {
-      const buckets = targetBuckets(sp, plan, bucketsFor(source.tables[plan.spec.name].rows));
-      buckets.catch(() => {}); // awaited below, unless reading SQLite abandons first
-      return buckets;
-    });
-    await new Promise((resolve) => setImmediate(resolve));
-    for (const [i, plan] of plans.entries()) {
+    for (const plan of plans) {
       if (duplicateSourceKeys(source, plan.spec).length > 0) throw new Abandon("duplicate keys");
+      // PostgreSQL sums its rows while JavaScript reads SQLite's: the query
+      // goes out on the next turn of the event loop, before the reading.
+      const theirs = await targetBuckets(sp, plan, bucketsFor(source.tables[plan.spec.name].rows));
       const ours = sourceBuckets(source, plan, options, log);
       sources.set(plan, ours);
-      differ.set(plan, differingBuckets(ours, await targets[i]));
+      differ.set(plan, await differingBuckets(sp, ours, theirs));
     }
     const changed = plans.filter((p) => differ.get(p)!.length > 0);
     if (changed.length === 0) {
@@ -5119,7 +5159,7 @@ async function runInTransaction(
   for (const plan of plans) step(describePlan(plan, source));
   await lockTables(tx, plans);
 
-  const fast = await loadDirect(tx, source, plans, options, step) ??
+  const fast = options.careful ? null : await loadDirect(tx, source, plans, options, step) ??
     await rerunByBuckets(tx, source, plans, options, step);
   if (fast) {
     const rows = new Map(plans.map((p) => [p, source.tables[p.spec.name].rows]));

@@ -45,6 +45,8 @@ import {
   MigrationError,
   type Options,
   parseDotenv,
+  type Problem,
+  type ProblemGroup,
   type Report,
   resolveOptions,
   verify,
@@ -3181,5 +3183,128 @@ Deno.test("a rerun with some changes rewrites exactly the changed rows of both t
     // rowVersions: "t <id> <xmin> <updated_at>" and "s <key> <xmin>", in order.
     const rewritten = before.filter((v) => !after.includes(v)).map((v) => v.split(" ")[1]);
     assert.deepEqual(rewritten, ["b2024-03-01short_term", "a"], "only the two changed rows");
+  });
+});
+
+// --- issue #11: the fast paths --------------------------------------------------
+
+/** The rows of both tables without updated_at, which records when a row was written. */
+async function contentOf(env: Env) {
+  const { tracks, snapshots } = await targetRows(env);
+  return { tracks: tracks.map(({ updated_at: _, ...row }) => row), snapshots };
+}
+
+/** The trigger many apps add to keep updated_at current. */
+const TOUCH_TRIGGER = `
+  CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN NEW.updated_at = now(); RETURN NEW; END $$;
+  CREATE TRIGGER tracks_touch BEFORE UPDATE ON tracks FOR EACH ROW EXECUTE FUNCTION touch();`;
+
+// Kills: a fast path that loads or compares otherwise than the careful path (its result is
+// checked against the careful path's on the same data, for a first run, an unchanged rerun
+// and a rerun with changes, into the tutorial's schema with its CHECK, GIN index, foreign
+// key and an updated_at trigger).
+Deno.test("the fast paths leave the same target and report as the careful path", async () => {
+  const [tracks, snapshots] = bulkRows(600, 20); // 12,000 snapshots: a bulk load
+  const runs: { steps: string[]; report: Report; content: unknown; shape: string[] }[][] = [];
+  for (const careful of [false, true]) {
+    await withTarget(async (env) => {
+      await tutorialTarget(env, TOUCH_TRIGGER);
+      writeSqlite(env.sqlitePath, tracks, snapshots);
+      const results = [];
+      for (const change of [null, null, "change"]) {
+        if (change) {
+          const db = new DatabaseSync(env.sqlitePath);
+          db.exec(`UPDATE tracks SET name = 'renamed' WHERE track_id = 'bulk000007';
+                   DELETE FROM snapshots WHERE track_id = 'bulk000009';
+                   DELETE FROM tracks WHERE track_id = 'bulk000009';
+                   UPDATE snapshots SET rank = rank + 100 WHERE track_id = 'bulk000011';
+                   INSERT INTO snapshots VALUES ('bulk000013', '2025-01-01', 'long_term', 5)`);
+          db.close();
+        }
+        const steps: string[] = [];
+        const report = await migrate({
+          ...env.options,
+          careful,
+          prune: true,
+          onStep: (line) => steps.push(line),
+        });
+        results.push({
+          steps,
+          report,
+          content: await contentOf(env),
+          shape: (await shapeOf(env.sql, env.schema)).map((l) => l.replaceAll(env.schema, "S")),
+        });
+      }
+      runs.push(results);
+    }, { tables: false });
+  }
+  const [fast, careful] = runs;
+  const summary = (r: Report) => ({
+    tables: r.tables.map(({ seconds: _, ...t }) => t),
+    counts: r.verification.counts,
+    ok: r.ok,
+    jsonObjects: r.verification.jsonObjects,
+    sample: r.verification.sample,
+  });
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual(fast[i].content, careful[i].content, `run ${i + 1}: the same rows`);
+    assert.deepEqual(fast[i].shape, careful[i].shape, `run ${i + 1}: the same indexes, keys`);
+    assert.deepEqual(summary(fast[i].report), summary(careful[i].report), `run ${i + 1}`);
+    assert.ok(careful[i].steps.includes("reading SQLite and staging it in PostgreSQL"));
+  }
+  assert.ok(fast[0].steps.some((s) => s.startsWith("writing tracks straight into PostgreSQL")));
+  assert.ok(fast[1].steps.includes("comparing SQLite with PostgreSQL, bucket by bucket"));
+  assert.ok(!fast[1].steps.some((s) => /^(reading|staging|writing)/.test(s)), "nothing staged");
+  assert.ok(fast[2].steps.some((s) => s.startsWith("staging the snapshots rows of")));
+  assert.deepEqual(
+    fast[2].report.tables.map((t) => [t.inserted, t.updated, t.pruned]),
+    [[0, 1, 1], [1, 20, 20]],
+  );
+});
+
+// Kills: a rerun that trusts buckets without looking at the target (rows edited, deleted or
+// added in PostgreSQL itself since the last run are put back as SQLite has them).
+Deno.test("a rerun puts back rows edited, deleted or added in PostgreSQL since the last run", async () => {
+  await withTarget(async (env) => {
+    const [tracks, snapshots] = bulkRows(300, 5);
+    writeSqlite(env.sqlitePath, tracks, snapshots);
+    await migrate(env.options);
+    const before = await contentOf(env);
+    await env.sql.unsafe(`
+      UPDATE ${env.schema}.tracks SET raw_json = raw_json || '{"explicit": true}'
+        WHERE track_id = 'bulk000003';
+      DELETE FROM ${env.schema}.snapshots WHERE track_id = 'bulk000004' AND rank = 2;
+      INSERT INTO ${env.schema}.snapshots VALUES ('bulk000005', '2030-01-01', 'short_term', 1)`);
+    const refused = await migrate(env.options).catch((error) => error);
+    assert.ok(refused instanceof MigrationError, "the added row stops a run without --prune");
+    assert.match(refused.message, /PostgreSQL holds rows that SQLite does not have/);
+    const report = await migrate({ ...env.options, prune: true });
+    assert.deepEqual(
+      report.tables.map((t) => [t.inserted, t.updated, t.pruned]),
+      [[0, 1, 0], [1, 0, 1]],
+    );
+    assert.deepEqual(await contentOf(env), before);
+  });
+});
+
+// Kills: a rerun that prunes a track SQLite no longer has while SQLite still has its snapshots
+// (orphans in the source must be named, not silently left or deleted).
+Deno.test("a rerun names the snapshots of a track deleted in SQLite; nothing is written", async () => {
+  await withTarget(async (env) => {
+    const [tracks, snapshots] = bulkRows(300, 5);
+    writeSqlite(env.sqlitePath, tracks, snapshots);
+    await migrate(env.options);
+    const before = await contentOf(env);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec("DELETE FROM tracks WHERE track_id = 'bulk000002'");
+    db.close();
+    const error = await migrate({ ...env.options, prune: true }).catch((e) => e);
+    assert.ok(error instanceof MigrationError);
+    assert.equal(error.exitCode, 1);
+    const orphans = error.problems.find((g: ProblemGroup) => g.kind === "orphan-snapshot");
+    assert.equal(orphans?.total, 5);
+    assert.ok(orphans.examples.every((p: Problem) => p.key.startsWith("bulk000002/")));
+    assert.deepEqual(await contentOf(env), before);
   });
 });
