@@ -2611,9 +2611,7 @@ async function stageSource(
   }
   const staged = new Map<TablePlan, number>();
   for (const plan of plans) {
-    const [{ filled }] = await tx.unsafe(
-      `SELECT EXISTS (SELECT FROM ${plan.target.qualified}) AS filled`,
-    );
+    const filled = await hasRows(tx, plan);
     await createStaging(tx, plan, !filled);
     // A rerun of a table with payloads ships keys and digests first, and
     // whole rows only where the target's digest differs: PostgreSQL then
@@ -4487,6 +4485,23 @@ class AbandoningLog extends ProblemLog {
   }
 }
 
+/** Validation for a fast path: problems and policies alike abandon it. */
+function abandoningLog(plans: TablePlan[]): ValidationLog {
+  return {
+    problems: new AbandoningLog(),
+    policies: new AbandoningLog(),
+    refused: new Map(plans.map((p) => [p.spec.name, []])),
+  };
+}
+
+/** Whether the target table has any row. */
+async function hasRows(tx: Tx, plan: TablePlan): Promise<boolean> {
+  const [{ filled }] = await tx.unsafe(
+    `SELECT EXISTS (SELECT FROM ${plan.target.qualified}) AS filled`,
+  );
+  return filled;
+}
+
 /**
  * PostgreSQL's refusals that the careful path explains row by row: data
  * exceptions, integrity violations, privileges, a trigger's RAISE, features.
@@ -4517,18 +4532,9 @@ async function loadDirect(
   step: (line: string) => void,
 ): Promise<FastResult | null> {
   if (options.mode === "verify-only") return null;
-  for (const plan of plans) {
-    const [{ filled }] = await tx.unsafe(
-      `SELECT EXISTS (SELECT FROM ${plan.target.qualified}) AS filled`,
-    );
-    if (filled) return null;
-  }
+  for (const plan of plans) if (await hasRows(tx, plan)) return null;
   return await fastPath(tx, step, async (sp) => {
-    const log: ValidationLog = {
-      problems: new AbandoningLog(),
-      policies: new AbandoningLog(),
-      refused: new Map(plans.map((p) => [p.spec.name, []])),
-    };
+    const log = abandoningLog(plans);
     const written = new Map<TablePlan, Written>();
     const sums = new Map<TablePlan, DigestSum>();
     const linesOf = (plan: TablePlan) => {
@@ -4806,7 +4812,7 @@ async function onTheWire(): Promise<void> {
 }
 
 /** Buckets fetched at a time from PostgreSQL: memory stays flat however many there are. */
-const BUCKET_BATCH = 50_000;
+const BUCKET_BATCH = 10_000;
 
 /**
  * PostgreSQL's side: the target's buckets, summed from its stored rows into
@@ -4927,18 +4933,11 @@ async function rerunByBuckets(
   step: (line: string) => void,
 ): Promise<FastResult | null> {
   for (const plan of plans) {
-    const [{ filled }] = await tx.unsafe(
-      `SELECT EXISTS (SELECT FROM ${plan.target.qualified}) AS filled`,
-    );
-    if (!filled || !source.tables[plan.spec.name].pageable) return null;
+    if (!source.tables[plan.spec.name].pageable || !await hasRows(tx, plan)) return null;
     if (plan.target.constraints.some((c) => c.definition.endsWith("NOT VALID"))) return null;
   }
   return await fastPath(tx, step, async (sp) => {
-    const log: ValidationLog = {
-      problems: new AbandoningLog(),
-      policies: new AbandoningLog(),
-      refused: new Map(plans.map((p) => [p.spec.name, []])),
-    };
+    const log = abandoningLog(plans);
     step("comparing SQLite with PostgreSQL, bucket by bucket");
     await parallelScans(sp);
     const sources = new Map<TablePlan, SourceBuckets>();
