@@ -4942,7 +4942,11 @@ async function rerunByBuckets(
     await parallelScans(sp);
     const sources = new Map<TablePlan, SourceBuckets>();
     const differ = new Map<TablePlan, number[]>();
+    const written = new Map<TablePlan, Written>(
+      plans.map((p) => [p, { inserted: 0, updated: 0, pruned: 0, seconds: 0 }]),
+    );
     for (const plan of plans) {
+      const started = performance.now();
       if (duplicateSourceKeys(source, plan.spec).length > 0) throw new Abandon("duplicate keys");
       // PostgreSQL sums its rows while JavaScript reads SQLite's: the query
       // goes out on the next turn of the event loop, before the reading.
@@ -4950,6 +4954,7 @@ async function rerunByBuckets(
       const ours = sourceBuckets(source, plan, options, log);
       sources.set(plan, ours);
       differ.set(plan, await differingBuckets(sp, ours, theirs));
+      written.get(plan)!.seconds = (performance.now() - started) / 1000;
     }
     const changed = plans.filter((p) => differ.get(p)!.length > 0);
     if (changed.length === 0) {
@@ -4957,9 +4962,6 @@ async function rerunByBuckets(
     } else if (options.mode === "verify-only") {
       throw new Abandon("verify-only found differences");
     }
-    const written = new Map<TablePlan, Written>(
-      plans.map((p) => [p, { inserted: 0, updated: 0, pruned: 0, seconds: 0 }]),
-    );
     const extras = new Map<TablePlan, string>();
     for (const plan of changed) {
       const started = performance.now();
