@@ -4114,10 +4114,14 @@ function targetDigests(plan: TablePlan, onlyIn?: string): string {
 
 /** A row's digest in SQL, over the target row `t`. */
 function digestSql(plan: TablePlan): string {
-  const fields = plan.digestOrder.map((i, k) =>
+  return `hashtextextended(concat(${digestFields(plan).join(", ")}) COLLATE "C", 0)`;
+}
+
+/** The fields of a row's digest text in SQL, in digest order: the key's first. */
+function digestFields(plan: TablePlan): string[] {
+  return plan.digestOrder.map((i, k) =>
     digestField(plan.columns[i], k === plan.digestOrder.length - 1)
   );
-  return `hashtextextended(concat(${fields.join(", ")}) COLLATE "C", 0)`;
 }
 
 /** One field of a digest in SQL: see {@link addCanonical}. */
@@ -4794,8 +4798,8 @@ function bucketsFor(rows: number): number {
 
 /** A row's bucket in SQL, over the target row `t`: its key's digest, masked. */
 function bucketSql(plan: TablePlan, size: number): string {
-  const fields = plan.keyIndexes.map((i) => digestField(plan.columns[i], false));
-  return `(hashtextextended(concat(${fields.join(", ")}) COLLATE "C", 0) & ${size - 1})::int`;
+  const key = digestFields(plan).slice(0, plan.keyIndexes.length);
+  return `(hashtextextended(concat(${key.join(", ")}) COLLATE "C", 0) & ${size - 1})::int`;
 }
 
 /** The same in JavaScript, from a row just digested: see {@link digestOrder}. */
@@ -4824,9 +4828,7 @@ const BUCKET_BATCH = 10_000;
  */
 async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
   const table = `pg_temp.${q(`migrate_buckets_${plan.spec.name}`)}`;
-  const fields = plan.digestOrder.map((i, k) =>
-    digestField(plan.columns[i], k === plan.digestOrder.length - 1)
-  );
+  const fields = digestFields(plan);
   const keyFields = plan.keyIndexes.length;
   const rest = fields.length > keyFields ? `concat(${fields.slice(keyFields).join(", ")})` : "''";
   const summed = tx.unsafe(
@@ -5037,19 +5039,29 @@ async function stageBuckets(
   differ: number[],
 ): Promise<string> {
   await createStaging(tx, plan, false);
-  const wanted = new Set(differ);
+  const wanted = new Uint8Array(ours.size);
+  for (const bucket of differ) wanted[bucket] = 1;
+  const rowids: number[] = [];
+  for (let r = 0; r < ours.rows; r++) if (wanted[ours.bucketOf[r]]) rowids.push(ours.rowids[r]);
+  // A page of rows a query (--batch-size, as readRows pages), not one.
   const lookup = prepareArrays(
     source.db,
-    `SELECT ${sourceColumns(source, plan)}, rowid FROM ${q(plan.spec.name)} WHERE rowid = ?`,
+    `SELECT ${sourceColumns(source, plan)} FROM ${q(plan.spec.name)}
+     WHERE rowid IN (SELECT value FROM json_each(?))`,
   );
   const digest = new RowDigest();
   const lines = function* () {
-    for (let r = 0; r < ours.rows; r++) {
-      if (!wanted.has(ours.bucketOf[r])) continue;
-      const [row] = lookup.all(ours.rowids[r]);
-      const clean = row && validateRow(plan, row, options, log.problems, log.policies);
-      if (!clean) throw new Abandon(`${plan.spec.name} changed while reading`);
-      yield copyLine([...clean, rowDigest(digest, plan, clean).value]);
+    for (let at = 0; at < rowids.length; at += options.batchSize) {
+      const batch = rowids.slice(at, at + options.batchSize);
+      const rows = lookup.all(JSON.stringify(batch));
+      if (rows.length !== batch.length) {
+        throw new Abandon(`${plan.spec.name} changed while reading`);
+      }
+      for (const row of rows) {
+        const clean = validateRow(plan, row, options, log.problems, log.policies);
+        if (!clean) throw new Abandon(`${plan.spec.name} changed while reading`);
+        yield copyLine([...clean, rowDigest(digest, plan, clean).value]);
+      }
     }
   };
   await copyInto(tx, `${plan.staging} (${columnList(plan)}, ${DIGEST})`, lines(), () => {});
