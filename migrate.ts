@@ -130,6 +130,7 @@ export type ProblemKind =
   | "invalid-timestamp"
   | "invalid-boolean"
   | "nul-character"
+  | "invalid-utf8"
   | "null-value"
   | "not-text"
   | "orphan-snapshot"
@@ -364,6 +365,11 @@ const PROBLEM_KINDS: Record<ProblemKind, { title: string; hint: string }> = {
   "nul-character": {
     title: "text contains a NUL character, which PostgreSQL cannot store",
     hint: "remove it in SQLite: UPDATE … SET col = replace(col, char(0), '')",
+  },
+  "invalid-utf8": {
+    title: "text holds bytes that are not UTF-8 (SQLite stores them as given)",
+    hint:
+      "rewrite the value in SQLite as UTF-8 text (SELECT hex(col) … shows the bytes; Latin-1 is common)",
   },
   "null-value": {
     title: "NULL in a column that is NOT NULL in PostgreSQL",
@@ -1319,8 +1325,10 @@ interface Source {
   path: string;
   db: DatabaseSync;
   tables: Record<TableName, SourceTable>;
-  /** Per table, the columns that contain NUL (see {@link sourceColumns}). */
-  withNul: Map<TableName, Set<string>>;
+  /** The file stores text as UTF-16 (PRAGMA encoding): its sizes count 2 bytes a unit. */
+  utf16: boolean;
+  /** Per table, the statement that reads one row's text as SQLite holds it (see {@link textFaults}). */
+  rawText: Map<TableName, ArrayStatement>;
 }
 
 function openSource(path: string): Source {
@@ -1363,7 +1371,8 @@ function openSource(path: string): Source {
   try {
     const tables = {} as Record<TableName, SourceTable>;
     for (const table of TABLES) tables[table.name] = describeSourceTable(db, table);
-    return { path, db, tables, withNul: new Map() };
+    const [{ encoding }] = db.prepare("PRAGMA encoding").all() as { encoding: string }[];
+    return { path, db, tables, utf16: encoding !== "UTF-8", rawText: new Map() };
   } catch (error) {
     db.close();
     throw asSqliteError(error, path);
@@ -1441,51 +1450,121 @@ function hasUniqueIndexOn(db: DatabaseSync, table: TableSpec): boolean {
   });
 }
 
-// node:sqlite cuts text at NUL, so only SQLite itself can see one: each row
-// carries bit masks of the columns that contain NUL, this many columns a mask.
-const NUL_MASK_BITS = 30;
-
 /**
- * The planned columns in plan order, then the NUL bit masks. Only columns
- * that hold a NUL somewhere get a bit computed per row: one scan of the
- * table finds them (and there usually are none, which saves SQLite an
- * expression and JavaScript a BigInt per row).
+ * What a row read from SQLite holds: the planned columns in plan order, then
+ * the size SQLite gives their text (see {@link textFaults}), then the rowid
+ * where the table has one (to page by, and to ask SQLite about a row again).
  */
 function sourceColumns(source: Source, plan: TablePlan): string {
-  const withNul = columnsWithNul(source, plan);
-  const masks: string[] = [];
-  plan.columns.forEach((column, i) => {
-    const bit = i % NUL_MASK_BITS;
-    if (bit === 0) masks.push("0");
-    if (withNul.has(column.name)) masks[masks.length - 1] += ` | (${hasNul(column)} << ${bit})`;
-  });
-  return [...plan.columns.map((c) => q(c.name)), ...masks].join(", ");
+  const sizes = plan.textChecked.map((i) =>
+    `coalesce(octet_length(${q(plan.columns[i].name)}), 0)`
+  );
+  return [
+    ...plan.columns.map((c) => q(c.name)),
+    sizes.join(" + ") || "0",
+    ...(source.tables[plan.spec.name].pageable ? ["rowid"] : []),
+  ].join(", ");
 }
 
-/** SQL: 1 where the column's value contains NUL. */
-const hasNul = (column: PlannedColumn) =>
-  `(coalesce(instr(CAST(${q(column.name)} AS BLOB), X'00'), 0) > 0)`;
+/** Columns whose values should be text, so node:sqlite's reading of them is checked. */
+const isTextChecked = (column: PlannedColumn) =>
+  column.kind !== "integer" && column.kind !== "boolean";
 
-/** The planned columns of a table that contain NUL in some row, found once per run. */
-function columnsWithNul(source: Source, plan: TablePlan): Set<string> {
-  const name = plan.spec.name;
-  const known = source.withNul.get(name);
-  if (known) return known;
-  const candidates = plan.columns.filter((c) => c.kind !== "integer" && c.kind !== "boolean");
-  const found = new Set<string>();
-  if (candidates.length > 0) {
-    try {
-      const [row] = prepareArrays(
-        source.db,
-        `SELECT ${candidates.map((c) => `max(${hasNul(c)})`).join(", ")} FROM ${q(name)}`,
-      ).all();
-      candidates.forEach((c, i) => row[i] === 1n && found.add(c.name));
-    } catch (error) {
-      throw asSqliteError(error, source.path);
+/**
+ * node:sqlite cuts text at its first NUL and replaces bytes that are not
+ * UTF-8 with U+FFFD, silently: JavaScript alone cannot tell such text from
+ * what SQLite holds, and PostgreSQL would store the damage. So each row
+ * carries the size SQLite gives its text columns (octet_length reads no
+ * value), and JavaScript's text must come to the same size and hold no
+ * U+FFFD. Where it does not, or where a value is not text (SQLite's text of a
+ * number is not JavaScript's), SQLite is asked for that row's bytes (rare: a
+ * U+FFFD may also be genuine). Returns the columns whose text is damaged, by
+ * position, or null for the common row with none.
+ */
+function textFaults(
+  source: Source,
+  plan: TablePlan,
+  row: unknown[],
+): (ProblemKind | null)[] | null {
+  const checked = plan.textChecked;
+  if (checked.length === 0) return null;
+  const size = Number(row[plan.columns.length]);
+  let units = 0;
+  let suspect = false;
+  for (const i of checked) {
+    const value = row[i];
+    if (typeof value === "string") {
+      units += value.length;
+      if (value.indexOf("\uFFFD") >= 0) suspect = true;
+    } else if (value instanceof Uint8Array) units += value.length;
+    else if (value !== null) suspect = true;
+  }
+  if (!suspect) {
+    // A unit of JavaScript text comes from at least one byte of SQLite's, so
+    // equal sizes mean every character came whole, none cut off.
+    if ((source.utf16 ? 2 * units : units) === size) return null;
+    if (!source.utf16) {
+      let bytes = 0;
+      for (const i of checked) {
+        const value = row[i];
+        if (typeof value === "string") bytes += utf8Length(value);
+        else if (value instanceof Uint8Array) bytes += value.length;
+      }
+      if (bytes === size) return null;
     }
   }
-  source.withNul.set(name, found);
-  return found;
+  return askSqlite(source, plan, row);
+}
+
+/** The damaged text columns of one row, from SQLite's bytes: see {@link textFaults}. */
+function askSqlite(source: Source, plan: TablePlan, row: unknown[]): (ProblemKind | null)[] {
+  const name = plan.spec.name;
+  const pageable = source.tables[name].pageable;
+  let statement = source.rawText.get(name);
+  if (!statement) {
+    const columns = plan.textChecked.map((i) => q(plan.columns[i].name)).flatMap((c) => [
+      `iif(typeof(${c}) = 'text', instr(${c}, char(0)) > 0, 0)`,
+      `CAST(${c} AS BLOB)`,
+    ]);
+    const where = pageable
+      ? "rowid = ?"
+      : plan.spec.key.map((k) => `${q(k)} = ?`).join(" AND ") + " LIMIT 1";
+    statement = prepareArrays(
+      source.db,
+      `SELECT ${columns.join(", ")} FROM ${q(name)} WHERE ${where}`,
+    );
+    source.rawText.set(name, statement);
+  }
+  let found: unknown[] | undefined;
+  try {
+    [found] = statement.all(...(pageable ? [row.at(-1)] : plan.keyIndexes.map((i) => row[i])));
+  } catch (error) {
+    throw asSqliteError(error, source.path);
+  }
+  const encoder = new TextEncoder();
+  const faults: (ProblemKind | null)[] = new Array(plan.columns.length).fill(null);
+  plan.textChecked.forEach((i, k) => {
+    const value = row[i];
+    if (value instanceof Uint8Array) {
+      if (value.includes(0)) faults[i] = "nul-character";
+      return;
+    }
+    if (typeof value !== "string") return;
+    if (!found) {
+      // No rowid, and the key itself is damaged: judge by size alone.
+      faults[i] = value.indexOf("\uFFFD") >= 0 ? "invalid-utf8" : "nul-character";
+      return;
+    }
+    if (found[2 * k] === 1n) faults[i] = "nul-character";
+    else if (!source.utf16 && !sameBytes(encoder.encode(value), found[2 * k + 1] as Uint8Array)) {
+      faults[i] = "invalid-utf8";
+    }
+  });
+  return faults;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
 /**
@@ -1501,7 +1580,7 @@ function* readRows(source: Source, plan: TablePlan, pageRows: number): Generator
     // the payloads young, so V8 frees them without growing the heap.
     const page = prepareArrays(
       source.db,
-      `SELECT ${columns}, rowid FROM ${q(name)} WHERE rowid > ? ORDER BY rowid LIMIT ${pageRows}`,
+      `SELECT ${columns} FROM ${q(name)} WHERE rowid > ? ORDER BY rowid LIMIT ${pageRows}`,
     );
     const fetch = (after: unknown) => {
       try {
@@ -1632,7 +1711,7 @@ interface TargetColumn {
 }
 
 /** Checks one value and returns it in the form PostgreSQL will store, or why it cannot go there. */
-type Validator = (value: unknown, hasNul: boolean) => CleanValue | Invalid;
+type Validator = (value: unknown) => CleanValue | Invalid;
 
 /**
  * The validator for one target column, built once from its type rule: every
@@ -1641,12 +1720,11 @@ type Validator = (value: unknown, hasNul: boolean) => CleanValue | Invalid;
 function validatorFor(column: TargetColumn, rule: TypeRule): Validator {
   const check = valueCheck(column, rule);
   const nullable = !column.notNull;
-  return (value, hasNul) => {
+  return (value) => {
     if (value === null || (rule.kind === "json" && value === "")) {
       // The seed stores empty raw_json as SQL NULL; keep that.
       return nullable ? null : INVALID["null-value"];
     }
-    if (hasNul) return INVALID["nul-character"];
     return check(value);
   };
 }
@@ -1951,6 +2029,7 @@ function rowKey(plan: TablePlan, row: unknown[]): string {
 
 /** Validates one source row; returns the clean row, or null after logging its problems. */
 function validateRow(
+  source: Source,
   plan: TablePlan,
   row: unknown[],
   policy: { invalidJson: InvalidJsonPolicy },
@@ -1959,11 +2038,11 @@ function validateRow(
 ): CleanValue[] | null {
   const columns = plan.columns;
   const clean: CleanValue[] = new Array(columns.length);
+  const faults = textFaults(source, plan, row);
   let ok = true;
   for (let i = 0; i < columns.length; i++) {
-    const mask = row[columns.length + Math.floor(i / NUL_MASK_BITS)] as bigint;
-    const hasNul = (Number(mask) & (1 << (i % NUL_MASK_BITS))) !== 0;
-    const result = columns[i].validate(row[i], hasNul);
+    const fault = faults?.[i];
+    const result = fault ? INVALID[fault] : columns[i].validate(row[i]);
     if (!(result instanceof Invalid)) {
       clean[i] = result;
       continue;
@@ -2056,6 +2135,8 @@ interface TablePlan {
   keyIndexes: number[];
   /** The order of the columns in a row's digest: see "Row digests". */
   digestOrder: number[];
+  /** Positions of the columns whose text {@link textFaults} checks. */
+  textChecked: number[];
   touch: string | null;
   filledByPostgres: string[];
   ignored: string[];
@@ -2262,6 +2343,7 @@ function planTable(
       columns,
       keyIndexes,
       digestOrder: digestOrder(columns, keyIndexes),
+      textChecked: columns.flatMap((c, i) => isTextChecked(c) ? [i] : []),
       touch,
       filledByPostgres,
       ignored,
@@ -2519,7 +2601,7 @@ function* encodedRows(
   let sent = 0;
   for (const row of readRows(source, plan, options.batchSize)) {
     if (++read % 1024 === 0) progress(read);
-    const clean = validateRow(plan, row, options, log.problems, log.policies);
+    const clean = validateRow(source, plan, row, options, log.problems, log.policies);
     if (!clean) {
       const key = row[singleKey];
       if (typeof key === "string") refused.push(key);
@@ -2708,14 +2790,14 @@ async function stageChangedRows(
   const lines = function* () {
     for (const row of changed) {
       const [found] = lookup.all(...plan.spec.key.map((_, i) => row[`k${i}`]));
-      const clean = found && validateRow(plan, found, options, quiet, quiet);
+      const clean = found && validateRow(source, plan, found, options, quiet, quiet);
       if (clean) yield copyLine([...clean, rowDigest(digest, plan, clean).value]);
     }
   };
   await copyInto(tx, `${plan.staging} (${columnList(plan)}, ${DIGEST})`, lines(), () => {});
 }
 
-/** Reads one source row by its key, with the columns and NUL masks of {@link readRows}. */
+/** Reads one source row by its key, as {@link readRows} reads rows. */
 function sourceLookup(source: Source, plan: TablePlan): ArrayStatement {
   return prepareArrays(
     source.db,
@@ -4231,7 +4313,7 @@ async function recheck(
   const quiet = new ProblemLog();
   for (const key of keys) {
     const [row] = lookup.all(...key);
-    const clean = row ? validateRow(plan, row, options, quiet, quiet) : null;
+    const clean = row ? validateRow(source, plan, row, options, quiet, quiet) : null;
     // A row that is gone or now invalid cannot match: its key alone shows it.
     plan.columns.forEach((_, i) => {
       const keyAt = plan.keyIndexes.indexOf(i);
@@ -5080,7 +5162,7 @@ async function stageBuckets(
         throw new Abandon(`${plan.spec.name} changed while reading`);
       }
       for (const row of rows) {
-        const clean = validateRow(plan, row, options, log.problems, log.policies);
+        const clean = validateRow(source, plan, row, options, log.problems, log.policies);
         if (!clean) throw new Abandon(`${plan.spec.name} changed while reading`);
         yield copyLine([...clean, rowDigest(digest, plan, clean).value]);
       }

@@ -673,6 +673,8 @@ interface BadCase {
   tracks: Track[];
   snapshots: Snapshot[];
   shape?: SourceShape;
+  /** Run on the SQLite file after the rows are in: bytes only SQL can write. */
+  sql?: string;
   kind: string;
   key: string;
 }
@@ -764,6 +766,46 @@ const BAD_INPUT: BadCase[] = [
     key: "bad",
   },
   {
+    name: "NUL character in a payload after a complete document",
+    tracks: [...GOOD, track("bad")],
+    snapshots: [],
+    sql: `UPDATE tracks SET raw_json = '{"a": 1}' || char(0) || 'x' WHERE track_id = 'bad'`,
+    kind: "nul-character",
+    key: "bad",
+  },
+  {
+    name: "NUL character in a key column",
+    tracks: GOOD,
+    snapshots: [snapshot("good")],
+    sql: `UPDATE snapshots SET time_range = time_range || char(0) || 'x'`,
+    kind: "nul-character",
+    key: "good/2024-03-01/short_term",
+  },
+  {
+    name: "text with bytes that are not UTF-8",
+    tracks: [...GOOD, track("bad")],
+    snapshots: [],
+    sql: `UPDATE tracks SET name = CAST(X'4361666E' || X'E9' AS TEXT) WHERE track_id = 'bad'`,
+    kind: "invalid-utf8",
+    key: "bad",
+  },
+  {
+    name: "text with a cut-off UTF-8 sequence as long as its replacement",
+    tracks: [...GOOD, track("bad")],
+    snapshots: [],
+    sql: `UPDATE tracks SET album_name = CAST(X'F09F9878' AS TEXT) WHERE track_id = 'bad'`,
+    kind: "invalid-utf8",
+    key: "bad",
+  },
+  {
+    name: "NUL character after bytes that are not UTF-8",
+    tracks: [...GOOD, track("bad")],
+    snapshots: [],
+    sql: `UPDATE tracks SET artist_name = CAST(X'E90061' AS TEXT) WHERE track_id = 'bad'`,
+    kind: "nul-character",
+    key: "bad",
+  },
+  {
     name: "NULL in a NOT NULL column",
     tracks: [...GOOD, track("bad", { artist_name: null })],
     snapshots: [],
@@ -814,6 +856,11 @@ for (const bad of BAD_INPUT) {
   Deno.test(`bad input is refused with its key and nothing written: ${bad.name}`, async () => {
     await withTarget(async (env) => {
       writeSqlite(env.sqlitePath, bad.tracks, bad.snapshots, bad.shape);
+      if (bad.sql) {
+        const db = new DatabaseSync(env.sqlitePath);
+        db.exec(bad.sql);
+        db.close();
+      }
       const error = await rejectsWith(migrate(env.options), "data");
       assert.equal(error.exitCode, 1);
       assert.deepEqual(error.problems.map((g) => g.kind), [bad.kind]);
@@ -822,6 +869,29 @@ for (const bad of BAD_INPUT) {
     });
   });
 }
+
+Deno.test("text arrives whole: non-ASCII, a genuine U+FFFD, emoji, and a UTF-16 SQLite file", async () => {
+  for (const encoding of ["UTF-8", "UTF-16le"]) {
+    await withTarget(async (env) => {
+      const db = new DatabaseSync(env.sqlitePath);
+      db.exec(`PRAGMA encoding = '${encoding}'`);
+      db.close();
+      const names = ["Beyoncé", "Caf\uFFFD", "🎵 Ünïcødé", "plain"];
+      const tracks = names.map((name, i) =>
+        track(`t${i}`, { name, raw_json: JSON.stringify({ name, n: i }), album_name: name })
+      );
+      writeSqlite(env.sqlitePath, tracks, tracks.map((t) => snapshot(String(t.track_id))));
+      const report = await migrate(env.options);
+      assert.equal(report.verification.ok, true, encoding);
+      const { tracks: rows } = await targetRows(env);
+      assert.deepEqual(rows.map((r) => r.name), names, encoding);
+      assert.deepEqual(rows.map((r) => JSON.parse(r.raw_json).name), names, encoding);
+      // Both the first run's path and the careful one see the same text.
+      const careful = await migrate({ ...env.options, careful: true });
+      assert.equal(careful.tables.find((t) => t.table === "tracks")?.unchanged, names.length);
+    });
+  }
+});
 
 Deno.test("CLI reports every problem in one pass, grouped by kind, 20 per kind", async () => {
   await withTarget(async (env) => {
