@@ -3972,7 +3972,7 @@ class RowDigest {
   /** An integer field, as int2/4/8out print it. */
   integer(value: number | bigint): void {
     this.fixed(
-      typeof value === "bigint" && value >= -MAX_SAFE && value <= MAX_SAFE
+      typeof value === "bigint" && value >= MIN_SAFE && value <= MAX_SAFE
         ? String(Number(value))
         : String(value),
     );
@@ -4017,6 +4017,7 @@ class RowDigest {
 
 const textDigest = new RowDigest();
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_SAFE = -MAX_SAFE;
 
 /**
  * The digest's column order: the key in key order (its text is then a prefix

@@ -17,6 +17,8 @@
 // |                                                     | constraints refuse; --reject-file lists every problem row        |
 // | raw_json becomes JSONB, every digit kept            | keeps big and precise JSON numbers; refused exactly when JSONB   |
 // |                                                     | would refuse it                                                  |
+// | text arrives whole (no NUL, UTF-8, nothing replaced)| bad input: NUL in text/payload/key, bytes that are not UTF-8;    |
+// |                                                     | text arrives whole (U+FFFD, emoji, a UTF-16 file)                |
 // | the target's own schema: types, limits, columns,    | the tutorial's schema (indexes, constraints, comments, CLUSTER,  |
 // | keys; every index and constraint as before          | replica identity intact); drifted targets; columns; a type it    |
 // |                                                     | cannot fill; any schema name; --create-schema's tutorial tables  |
