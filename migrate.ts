@@ -5046,23 +5046,37 @@ async function rerunByBuckets(
   return await fastPath(tx, step, async (sp) => {
     const log = abandoningLog(plans);
     step("comparing SQLite with PostgreSQL, bucket by bucket");
-    await parallelScans(sp);
     const sources = new Map<TablePlan, SourceBuckets>();
     const differ = new Map<TablePlan, number[]>();
     const written = new Map<TablePlan, Written>(
       plans.map((p) => [p, { inserted: 0, updated: 0, pruned: 0, seconds: 0 }]),
     );
     for (const plan of plans) {
-      const started = performance.now();
       if (duplicateSourceKeys(source, plan.spec).length > 0) throw new Abandon("duplicate keys");
-      // PostgreSQL sums its rows while JavaScript reads SQLite's: the query
-      // goes out on the next turn of the event loop, before the reading.
-      const theirs = await targetBuckets(sp, plan, bucketsFor(source.tables[plan.spec.name].rows));
-      const ours = sourceBuckets(source, plan, options, log);
-      sources.set(plan, ours);
-      differ.set(plan, await differingBuckets(sp, ours, theirs));
+    }
+    // PostgreSQL sums every table's rows, one after the other, while
+    // JavaScript reads SQLite's: all the queries go out before the reading,
+    // so neither side waits for the other between tables. Without parallel
+    // workers: on a small machine they take the core JavaScript needs.
+    const theirs = new Map<TablePlan, Awaited<ReturnType<typeof targetBuckets>>>();
+    for (const plan of plans) {
+      theirs.set(
+        plan,
+        await targetBuckets(sp, plan, bucketsFor(source.tables[plan.spec.name].rows)),
+      );
+    }
+    for (const plan of plans) {
+      const started = performance.now();
+      sources.set(plan, sourceBuckets(source, plan, options, log));
       written.get(plan)!.seconds = (performance.now() - started) / 1000;
     }
+    for (const plan of plans) {
+      const started = performance.now();
+      differ.set(plan, await differingBuckets(sp, sources.get(plan)!, theirs.get(plan)!));
+      written.get(plan)!.seconds += (performance.now() - started) / 1000;
+    }
+    // From here on JavaScript mostly waits: workers may help PostgreSQL.
+    await parallelScans(sp);
     const changed = plans.filter((p) => differ.get(p)!.length > 0);
     if (changed.length === 0) {
       for (const plan of plans) await orphansInTarget(sp, plans, plan);
