@@ -1431,11 +1431,13 @@ interface ArrayStatement {
 /**
  * Prepares a statement that yields arrays and reads integers as BigInt:
  * node:sqlite's iterate() otherwise stops silently at an integer beyond 2^53.
+ * With `bigInts` false they are numbers (no allocation per integer), and
+ * all() throws a RangeError at an integer beyond 2^53.
  */
-function prepareArrays(db: DatabaseSync, text: string): ArrayStatement {
+function prepareArrays(db: DatabaseSync, text: string, bigInts = true): ArrayStatement {
   const statement = db.prepare(text) as StatementSync & { setReturnArrays(on: boolean): void };
   statement.setReturnArrays(true);
-  statement.setReadBigInts(true);
+  statement.setReadBigInts(bigInts);
   return statement as unknown as ArrayStatement;
 }
 
@@ -1578,13 +1580,22 @@ function* readRows(source: Source, plan: TablePlan, pageRows: number): Generator
   if (source.tables[name].pageable) {
     // A page per all() call is ~2.5× faster than iterate(); small pages keep
     // the payloads young, so V8 frees them without growing the heap.
-    const page = prepareArrays(
-      source.db,
-      `SELECT ${columns} FROM ${q(name)} WHERE rowid > ? ORDER BY rowid LIMIT ${pageRows}`,
-    );
+    // Integers as numbers; a page that holds one beyond 2^53 is read again
+    // with BigInts, so no digit is lost.
+    const text = `SELECT ${columns} FROM ${
+      q(name)
+    } WHERE rowid > ? ORDER BY rowid LIMIT ${pageRows}`;
+    const page = prepareArrays(source.db, text, false);
+    let exact: ArrayStatement | undefined;
     const fetch = (after: unknown) => {
       try {
-        return page.all(after);
+        try {
+          return page.all(after);
+        } catch (error) {
+          if (!(error instanceof RangeError)) throw error;
+          exact ??= prepareArrays(source.db, text);
+          return exact.all(after);
+        }
       } catch (error) {
         throw asSqliteError(error, source.path);
       }
@@ -1736,7 +1747,12 @@ function valueCheck(
   switch (rule.kind) {
     case "integer": {
       const [min, max] = rule.range!;
-      return (value) => checkInteger(value, min, max);
+      const [low, high] = [Number(min), Number(max)];
+      return (value) =>
+        // A safe integer compares exactly with the bounds as doubles.
+        typeof value === "number" && Number.isSafeInteger(value)
+          ? value >= low && value <= high ? value : INVALID["out-of-range"]
+          : checkInteger(value, min, max);
     }
     case "text": {
       const labels = column.labels ? new Set(column.labels) : null;
@@ -1780,7 +1796,7 @@ function valueCheck(
   }
 }
 
-/** Integers arrive as BigInt; a REAL such as 3.0 is the integer 3. */
+/** Integers beyond 2^53 arrive as BigInt; a REAL such as 3.0 is the integer 3. */
 function checkInteger(value: unknown, min: bigint, max: bigint): bigint | Invalid {
   let integer: bigint;
   if (typeof value === "bigint") integer = value;
@@ -4651,29 +4667,43 @@ async function loadDirect(
       sums.set(plan, sum);
       return directLines(source, plan, options, log, sum);
     };
+    const counts = new Map<TablePlan, CountCheck>();
+    const unverified: TablePlan[] = [];
     let ahead: Prefetch | undefined;
     for (const [k, plan] of plans.entries()) {
       if (duplicateSourceKeys(source, plan.spec).length > 0) throw new Abandon("duplicate keys");
       const tableStarted = performance.now();
       const bulk = source.tables[plan.spec.name].rows >= BULK_INSERT_ROWS;
       const suspended = bulk ? suspendable(plan, true) : { constraints: [], indexes: [] };
-      step(
-        `writing ${plan.spec.name} straight into PostgreSQL (first run${
-          bulk ? "; keys and indexes are rebuilt after" : ""
-        })`,
-      );
-      const lines = ahead ? ahead.lines() : linesOf(plan);
+      const writing = `writing ${plan.spec.name} straight into PostgreSQL`;
+      step(`${writing} (first run${bulk ? "; keys and indexes are rebuilt after" : ""})`);
+      const mine = ahead;
       // The next table's lines are made while PostgreSQL works on this one.
       ahead = k + 1 < plans.length ? new Prefetch(linesOf(plans[k + 1])) : undefined;
       const meanwhile = <T>(work: Promise<T>) => ahead ? ahead.during(work) : work;
       await meanwhile(suspend(sp, plan, suspended));
-      await copyInto(sp, `${plan.target.qualified} (${columnList(plan)})`, lines, () => {
+      const into = `${plan.target.qualified} (${columnList(plan)})`;
+      const progress = () =>
         options.onProgress?.({
           table: plan.spec.name,
           done: sums.get(plan)!.read,
           total: source.tables[plan.spec.name].rows,
         });
-      }, ahead);
+      // The lines made ahead go first. Then PostgreSQL verifies the tables
+      // written before, which nothing writes any more (no trigger of this
+      // table or a later one could), while JavaScript makes more of this
+      // table's lines: it would otherwise wait, and PostgreSQL wait for it.
+      if (
+        mine && unverified.length > 0 && plans.slice(k).every((p) => p.target.triggers.length === 0)
+      ) {
+        await copyInto(sp, into, mine.made(), progress, mine);
+        for (const done of unverified.splice(0)) {
+          step(`verifying ${done.spec.name} against SQLite while ${plan.spec.name} is read`);
+          counts.set(done, await mine.during(verifySum(sp, source, done, sums.get(done)!, false)));
+        }
+        step(`${writing} (the rest)`);
+      }
+      await copyInto(sp, into, mine ? mine.lines() : linesOf(plan), progress, ahead);
       if (bulk) step(`indexing ${plan.spec.name}`);
       await meanwhile(checkOrphansDirect(sp, plans, plan, options, log));
       await meanwhile(restore(sp, plan, suspended));
@@ -4681,9 +4711,22 @@ async function loadDirect(
       const inserted = sums.get(plan)!.rows;
       const seconds = (performance.now() - tableStarted) / 1000;
       written.set(plan, { inserted, updated: 0, pruned: 0, seconds });
+      unverified.push(plan);
     }
     step("verifying every row against its source");
-    return { written, verification: await verifySums(sp, source, plans, sums) };
+    for (const plan of unverified) {
+      counts.set(plan, await verifySum(sp, source, plan, sums.get(plan)!));
+    }
+    const { jsonObjects, sample } = await payloadChecks(sp, plans);
+    const verification: Verification = {
+      ok: true,
+      counts: plans.map((plan) => counts.get(plan)!),
+      jsonObjects,
+      sample,
+      mismatches: [],
+      rechecked: 0,
+    };
+    return { written, verification };
   });
 }
 
@@ -4722,14 +4765,15 @@ async function fastPath(
 
 /**
  * Lets PostgreSQL share a scan of the target among parallel workers for the
- * rest of the transaction: computing digests is CPU work, and the planner
- * does not know what printing a payload costs. Staging tables are temporary,
- * and so never scanned in parallel.
+ * rest of the transaction (or, with `on` false, no longer): computing
+ * digests is CPU work, and the planner does not know what printing a payload
+ * costs. Staging tables are temporary, and so never scanned in parallel.
  */
-async function parallelScans(tx: Tx): Promise<void> {
-  await tx.unsafe(`SET LOCAL parallel_setup_cost = 0`);
-  await tx.unsafe(`SET LOCAL parallel_tuple_cost = 0`);
-  await tx.unsafe(`SET LOCAL min_parallel_table_scan_size = 0`);
+async function parallelScans(tx: Tx, on = true): Promise<void> {
+  const value = (zero: string) => on ? zero : "DEFAULT";
+  await tx.unsafe(`SET LOCAL parallel_setup_cost = ${value("0")}`);
+  await tx.unsafe(`SET LOCAL parallel_tuple_cost = ${value("0")}`);
+  await tx.unsafe(`SET LOCAL min_parallel_table_scan_size = ${value("0")}`);
 }
 
 /** One table's clean rows as COPY lines for the target itself, counted and summed into `sum`. */
@@ -4798,6 +4842,18 @@ class Prefetch {
     return await work;
   }
 
+  /**
+   * The lines made so far, as bytes; making more goes on meanwhile, in the
+   * room they leave, for {@link lines}.
+   */
+  *made(): Generator<Uint8Array> {
+    for (let n = this.#chunks.length; n > 0; n--) {
+      const chunk = this.#chunks.shift()!;
+      this.#bytes -= chunk.length;
+      yield chunk;
+    }
+  }
+
   /** Every line: those made ahead (as bytes), then the rest. */
   *lines(): Generator<string | Uint8Array> {
     const chunks = this.#chunks;
@@ -4845,32 +4901,29 @@ function hasForeignKey(plan: TablePlan): boolean {
 }
 
 /**
- * Each table's count and digest sum, from PostgreSQL's stored rows, against
- * SQLite's. PostgreSQL may share the scan among parallel workers: the
- * target is an ordinary table, and printing the payloads is the work.
+ * A table's count and digest sum, from PostgreSQL's stored rows, against
+ * SQLite's. PostgreSQL may share the scan among parallel workers (the
+ * target is an ordinary table, and printing the payloads is the work), for
+ * this query only: keys built later keep the server's own choice.
  */
-async function verifySums(
+async function verifySum(
   tx: Tx,
   source: Source,
-  plans: TablePlan[],
-  sums: Map<TablePlan, DigestSum>,
-): Promise<Verification> {
-  await parallelScans(tx);
-  const counts: CountCheck[] = [];
-  for (const plan of plans) {
-    const [{ rows, sum }] = await tx.unsafe(
-      `SELECT count(*)::int AS rows, coalesce(sum(${DIGEST}), 0)::text AS sum
-       FROM (${targetDigests(plan)}) t`,
-    );
-    const expected = sums.get(plan)!;
-    if (rows !== expected.rows || BigInt.asIntN(64, BigInt(sum)) !== expected.value) {
-      throw new Abandon(`digest sum of ${plan.spec.name}`);
-    }
-    const sqlite = source.tables[plan.spec.name].rows;
-    counts.push({ table: plan.spec.name, sqlite, expected: sqlite, postgres: rows });
+  plan: TablePlan,
+  expected: DigestSum,
+  parallel = true,
+): Promise<CountCheck> {
+  if (parallel) await parallelScans(tx);
+  const [{ rows, sum }] = await tx.unsafe(
+    `SELECT count(*)::int AS rows, coalesce(sum(${DIGEST}), 0)::text AS sum
+     FROM (${targetDigests(plan)}) t`,
+  );
+  if (parallel) await parallelScans(tx, false);
+  if (rows !== expected.rows || BigInt.asIntN(64, BigInt(sum)) !== expected.value) {
+    throw new Abandon(`digest sum of ${plan.spec.name}`);
   }
-  const { jsonObjects, sample } = await payloadChecks(tx, plans);
-  return { ok: true, counts, jsonObjects, sample, mismatches: [], rechecked: 0 };
+  const sqlite = source.tables[plan.spec.name].rows;
+  return { table: plan.spec.name, sqlite, expected: sqlite, postgres: rows };
 }
 
 // ---------------------------------------------------------------------------

@@ -2692,6 +2692,25 @@ Deno.test("a target trigger that changes rows on the way in makes verification f
   });
 });
 
+Deno.test("a trigger on snapshots that changes tracks makes verification fail, though tracks were written first", async () => {
+  await withTarget(async (env) => {
+    // The first run verifies tracks while it reads snapshots, when nothing can
+    // write tracks any more: here something can, so that must wait.
+    await env.sql.unsafe(`
+      CREATE FUNCTION ${env.schema}.seen() RETURNS trigger LANGUAGE plpgsql
+        AS 'BEGIN UPDATE ${env.schema}.tracks SET name = name || ''!'' WHERE track_id = NEW.track_id;
+            RETURN NEW; END';
+      CREATE TRIGGER seen AFTER INSERT ON ${env.schema}.snapshots
+        FOR EACH ROW EXECUTE FUNCTION ${env.schema}.seen()`);
+    const [tracks, snapshots] = bulkRows(40, 84);
+    writeSqlite(env.sqlitePath, tracks, snapshots);
+    const error = await rejectsWith(migrate(env.options), "verification");
+    assert.deepEqual(error.problems.map((g) => g.kind), ["content-mismatch"]);
+    assert.equal(error.problems[0].total, 40);
+    assert.deepEqual(await counts(env), [0, 0]);
+  });
+});
+
 // --- issue #12: verification from the source ----------------------------------
 // The digests compare a canonical text of each row computed twice: by
 // JavaScript from SQLite and by PostgreSQL from the stored row. These tests
