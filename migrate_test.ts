@@ -3381,21 +3381,56 @@ Deno.test("a rerun puts back rows edited, deleted or added in PostgreSQL since t
 
 // Kills: a rerun that prunes a track SQLite no longer has while SQLite still has its snapshots
 // (orphans in the source must be named, not silently left or deleted).
-Deno.test("a rerun names the snapshots of a track deleted in SQLite; nothing is written", async () => {
-  await withTarget(async (env) => {
-    const [tracks, snapshots] = bulkRows(300, 5);
-    writeSqlite(env.sqlitePath, tracks, snapshots);
-    await migrate(env.options);
-    const before = await contentOf(env);
-    const db = new DatabaseSync(env.sqlitePath);
-    db.exec("DELETE FROM tracks WHERE track_id = 'bulk000002'");
-    db.close();
-    const error = await migrate({ ...env.options, prune: true }).catch((e) => e);
-    assert.ok(error instanceof MigrationError);
-    assert.equal(error.exitCode, 1);
-    const orphans = error.problems.find((g: ProblemGroup) => g.kind === "orphan-snapshot");
-    assert.equal(orphans?.total, 5);
-    assert.ok(orphans.examples.every((p: Problem) => p.key.startsWith("bulk000002/")));
-    assert.deepEqual(await contentOf(env), before);
+for (const foreignKey of [true, false]) {
+  const target = foreignKey ? "" : " (the target has no foreign key)";
+  Deno.test(`a rerun names the snapshots of a track deleted in SQLite; nothing is written${target}`, async () => {
+    await withTarget(async (env) => {
+      if (!foreignKey) {
+        await env.sql.unsafe(
+          `ALTER TABLE ${env.schema}.snapshots DROP CONSTRAINT snapshots_track_id_fkey`,
+        );
+      }
+      const [tracks, snapshots] = bulkRows(300, 5);
+      writeSqlite(env.sqlitePath, tracks, snapshots);
+      await migrate(env.options);
+      const before = await contentOf(env);
+      const db = new DatabaseSync(env.sqlitePath);
+      db.exec("DELETE FROM tracks WHERE track_id = 'bulk000002'");
+      db.close();
+      const error = await migrate({ ...env.options, prune: true }).catch((e) => e);
+      assert.ok(error instanceof MigrationError);
+      assert.equal(error.exitCode, 1);
+      const orphans = error.problems.find((g: ProblemGroup) => g.kind === "orphan-snapshot");
+      assert.equal(orphans?.total, 5);
+      assert.ok(orphans.examples.every((p: Problem) => p.key.startsWith("bulk000002/")));
+      assert.deepEqual(await contentOf(env), before);
+    });
   });
-});
+
+  Deno.test(`a rerun names a new snapshot whose track exists nowhere; nothing is written${target}`, async () => {
+    await withTarget(async (env) => {
+      if (!foreignKey) {
+        await env.sql.unsafe(
+          `ALTER TABLE ${env.schema}.snapshots DROP CONSTRAINT snapshots_track_id_fkey`,
+        );
+      }
+      const [tracks, snapshots] = bulkRows(300, 5);
+      writeSqlite(env.sqlitePath, tracks, snapshots);
+      await migrate(env.options);
+      const before = await contentOf(env);
+      const db = new DatabaseSync(env.sqlitePath);
+      db.exec(`INSERT INTO snapshots VALUES ('ghost', '2024-05-01', 'short_term', 1);
+               UPDATE tracks SET name = 'renamed' WHERE track_id = 'bulk000007'`);
+      db.close();
+      const error = await migrate({ ...env.options, prune: true }).catch((e) => e);
+      assert.ok(error instanceof MigrationError);
+      assert.deepEqual(
+        error.problems.map((g: ProblemGroup) => [g.kind, g.examples.map((p) => p.key)]),
+        [
+          ["orphan-snapshot", ["ghost/2024-05-01/short_term"]],
+        ],
+      );
+      assert.deepEqual(await contentOf(env), before);
+    });
+  });
+}
