@@ -5276,11 +5276,12 @@ async function orphansInTarget(tx: Tx, plans: TablePlan[], plan: TablePlan): Pro
   const ref = plan.spec.references;
   const parent = plans.find((p) => p.spec.name === ref?.table);
   if (!ref || !parent || hasForeignKey(plan)) return;
-  const [found] = await tx.unsafe(
-    `SELECT FROM ${plan.target.qualified} s WHERE NOT EXISTS (
-       SELECT FROM ${parent.target.qualified} p WHERE ${referenceMatch(ref, "p", "s")}) LIMIT 1`,
+  // count(*), not LIMIT 1: see orphansAfterChanges.
+  const [{ n }] = await tx.unsafe(
+    `SELECT count(*)::int AS n FROM ${plan.target.qualified} s WHERE NOT EXISTS (
+       SELECT FROM ${parent.target.qualified} p WHERE ${referenceMatch(ref, "p", "s")})`,
   );
-  if (found) throw new Abandon(`orphans in ${plan.spec.name}`);
+  if (n > 0) throw new Abandon(`orphans in ${plan.spec.name}`);
 }
 
 /**
