@@ -4973,8 +4973,12 @@ async function onTheWire(): Promise<void> {
   for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Buckets fetched at a time from PostgreSQL: memory stays flat however many there are. */
-const BUCKET_BATCH = 10_000;
+/**
+ * Buckets fetched at a time from PostgreSQL: memory stays flat however many
+ * there are. Small batches also die young: a batch of 10,000 rows outlived
+ * the young generation and added 20 MiB to a large rerun's peak.
+ */
+const BUCKET_BATCH = 2_000;
 
 /**
  * PostgreSQL's side: the target's buckets, summed from its stored rows into
