@@ -4799,15 +4799,25 @@ const PREFETCH_STEP = 64;
 /**
  * The next table's COPY text, made while PostgreSQL is busy with this one's
  * (parsing its payloads, building its keys): JavaScript would otherwise
- * wait, and PostgreSQL wait for it later. Kept as UTF-8 bytes, so the bound
- * is what it holds.
+ * wait, and PostgreSQL wait for it later. Kept as UTF-8 bytes in one buffer,
+ * allocated once and used round and round: a chunk's room is free again once
+ * it is sent (postgres.js copies what it is given). A step's few dozen lines
+ * go in as one string that dies young: text kept as strings until a chunk
+ * was full outlived V8's young generation, and cost as much memory again.
  */
 class Prefetch {
   #lines: Iterator<string>;
   #encoder = new TextEncoder();
+  #ring: Uint8Array | null = null;
+  /** Chunks ready to send (views of the ring), oldest first. */
   #chunks: Uint8Array[] = [];
-  #chunk = "";
-  #bytes = 0;
+  /** The chunk being filled: [#open, #head). */
+  #open = 0;
+  #head = 0;
+  /** Bytes held: the chunks and the one being filled. */
+  #used = 0;
+  /** Text made but not yet in the ring (it had no room). */
+  #pending = "";
   #done = false;
 
   constructor(lines: Iterable<string>) {
@@ -4816,22 +4826,53 @@ class Prefetch {
 
   /** Makes a few dozen lines; false when all are made or the buffer is full. */
   step(): boolean {
-    if (this.#done || this.#bytes >= PREFETCH_BYTES) return false;
-    for (let k = 0; k < PREFETCH_STEP; k++) {
-      const next = this.#lines.next();
-      if (next.done) {
-        this.#done = true;
-        return false;
+    if (this.#done) return false;
+    if (this.#pending === "") {
+      let text = "";
+      for (let k = 0; k < PREFETCH_STEP; k++) {
+        const next = this.#lines.next();
+        if (next.done) {
+          this.#done = true;
+          break;
+        }
+        text += next.value;
       }
-      this.#chunk += next.value;
-      if (this.#chunk.length >= COPY_FLUSH_CHARS) {
-        const bytes = this.#encoder.encode(this.#chunk);
-        this.#chunks.push(bytes);
-        this.#bytes += bytes.length;
-        this.#chunk = "";
-      }
+      this.#pending = text;
     }
+    if (this.#pending !== "" && !this.#store(this.#pending)) return false;
+    this.#pending = "";
+    return !this.#done;
+  }
+
+  /** Writes text at the head of the ring; false when there is no room for it yet. */
+  #store(text: string): boolean {
+    const ring = this.#ring ??= new Uint8Array(PREFETCH_BYTES);
+    const need = text.length * 3; // UTF-8 bytes, at most
+    if (this.#used === 0) this.#open = this.#head = 0;
+    const tail = this.#chunks.length > 0 ? this.#chunks[0].byteOffset : this.#open;
+    if (tail < this.#head || this.#used === 0) {
+      // Held bytes lie in [tail, head): room after head, else from the start.
+      if (ring.length - this.#head < need) {
+        if (tail <= need) return false;
+        this.#close();
+        this.#open = this.#head = 0;
+      }
+    } else if (tail - this.#head <= need) return false; // wrapped: room is [head, tail)
+    const { written } = this.#encoder.encodeInto(
+      text,
+      ring.subarray(this.#head, this.#head + need),
+    );
+    this.#head += written;
+    this.#used += written;
+    if (this.#head - this.#open >= COPY_FLUSH_CHARS) this.#close();
     return true;
+  }
+
+  /** Ends the chunk being filled: it is ready to send. */
+  #close(): void {
+    if (this.#head === this.#open) return;
+    this.#chunks.push(this.#ring!.subarray(this.#open, this.#head));
+    this.#open = this.#head;
   }
 
   /** Waits for `work`, making lines in between its turns of the event loop. */
@@ -4842,26 +4883,30 @@ class Prefetch {
     return await work;
   }
 
+  /** Hands out the oldest chunk; its room is free once the caller comes back. */
+  *#send(): Generator<Uint8Array> {
+    const chunk = this.#chunks[0];
+    yield chunk;
+    this.#chunks.shift(); // sent, and so copied
+    this.#used -= chunk.length;
+  }
+
   /**
    * The lines made so far, as bytes; making more goes on meanwhile, in the
    * room they leave, for {@link lines}.
    */
   *made(): Generator<Uint8Array> {
-    for (let n = this.#chunks.length; n > 0; n--) {
-      const chunk = this.#chunks.shift()!;
-      this.#bytes -= chunk.length;
-      yield chunk;
-    }
+    for (let n = this.#chunks.length; n > 0; n--) yield* this.#send();
   }
 
   /** Every line: those made ahead (as bytes), then the rest. */
   *lines(): Generator<string | Uint8Array> {
-    const chunks = this.#chunks;
-    this.#chunks = [];
-    this.#bytes = PREFETCH_BYTES; // no more making ahead
-    while (chunks.length > 0) yield chunks.shift()!;
-    if (this.#chunk !== "") yield this.#chunk;
-    this.#chunk = "";
+    this.#done = true; // no more making ahead
+    this.#close();
+    while (this.#chunks.length > 0) yield* this.#send();
+    this.#ring = null;
+    if (this.#pending !== "") yield this.#pending;
+    this.#pending = "";
     for (let next = this.#lines.next(); !next.done; next = this.#lines.next()) yield next.value;
   }
 }
