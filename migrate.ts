@@ -4698,7 +4698,7 @@ async function loadDirect(
       ) {
         await copyInto(sp, into, mine.made(), progress, mine);
         for (const done of unverified.splice(0)) {
-          step(`verifying ${done.spec.name} against SQLite while ${plan.spec.name} is read`);
+          step(`verifying ${done.spec.name} against SQLite while reading ${plan.spec.name}`);
           counts.set(done, await mine.during(verifySum(sp, source, done, sums.get(done)!, false)));
         }
         step(`${writing} (the rest)`);
@@ -5224,10 +5224,13 @@ async function rerunByBuckets(
         // Every source row of those buckets is staged with its digest.
         const staged = buckets.reduce((sum, b) => sum + ours.count[b], 0);
         const [{ n }] = await sp.unsafe(
-          // FILTER, not WHERE: the planner would make the digest a hash key
-          // and compute it for every target row.
-          `SELECT (count(*) FILTER (WHERE ${digestSql(plan)} = s.${DIGEST}))::int AS n
-           FROM ${plan.staging} s JOIN ${plan.target.qualified} t ON ${keyMatch(plan, "s", "t")}`,
+          // Each staged row looks up its target row by key (LATERAL: the
+          // planner would otherwise hash every target row to join a few),
+          // and the digest is computed for those rows only.
+          `SELECT (count(*) FILTER (WHERE t.${DIGEST} = s.${DIGEST}))::int AS n
+           FROM ${plan.staging} s CROSS JOIN LATERAL (
+             SELECT ${digestSql(plan)} AS ${DIGEST} FROM ${plan.target.qualified} t
+             WHERE ${keyMatch(plan, "s", "t")}) t`,
         );
         if (n !== staged) throw new Abandon(`${plan.spec.name} still differs after writing`);
       }
@@ -5352,17 +5355,20 @@ async function orphansAfterChanges(
   // early and scans the whole target for it, while there is usually none.
   const match = (p: string) => referenceMatch(ref, p, "s");
   if (extras.has(plan)) {
-    // A staged row needs its parent in the target (and not pruned) or staged.
-    const unstaged = parentExtra
-      ? `AND NOT EXISTS (SELECT FROM ${parent.staging} p WHERE ${match("p")})`
-      : "";
+    // A staged row needs its parent in the target or staged (one set of
+    // keys, so the planner hashes it once rather than looping over staging),
+    // and not pruned (pruned parents are never staged).
+    const columns = ref.targetColumns.map(q).join(", ");
+    const parents = parentExtra
+      ? `(SELECT ${columns} FROM ${parent.target.qualified}
+          UNION ALL SELECT ${columns} FROM ${parent.staging})`
+      : parent.target.qualified;
     const [{ n }] = await tx.unsafe(
       `SELECT (SELECT count(*) FROM ${plan.staging} s
-               WHERE NOT EXISTS (SELECT FROM ${parent.target.qualified} p WHERE ${match("p")})
-               ${unstaged})${
+               WHERE NOT EXISTS (SELECT FROM ${parents} p WHERE ${match("p")}))${
         parentExtra
           ? ` + (SELECT count(*) FROM ${plan.staging} s
-                 WHERE EXISTS (SELECT FROM ${parentExtra} p WHERE ${match("p")}) ${unstaged})`
+                 WHERE EXISTS (SELECT FROM ${parentExtra} p WHERE ${match("p")}))`
           : ""
       } AS n`,
     );
