@@ -4693,8 +4693,11 @@ async function loadDirect(
       // written before, which nothing writes any more (no trigger of this
       // table or a later one could), while JavaScript makes more of this
       // table's lines: it would otherwise wait, and PostgreSQL wait for it.
+      // (A table made ahead whole leaves nothing to make meanwhile: the
+      // tables before it are verified at the end, with parallel workers.)
       if (
-        mine && unverified.length > 0 && plans.slice(k).every((p) => p.target.triggers.length === 0)
+        mine && !mine.allMade && unverified.length > 0 &&
+        plans.slice(k).every((p) => p.target.triggers.length === 0)
       ) {
         await copyInto(sp, into, mine.made(), progress, mine);
         for (const done of unverified.splice(0)) {
@@ -4873,6 +4876,11 @@ class Prefetch {
     if (this.#head === this.#open) return;
     this.#chunks.push(this.#ring!.subarray(this.#open, this.#head));
     this.#open = this.#head;
+  }
+
+  /** True once every line is made (before {@link lines} is called). */
+  get allMade(): boolean {
+    return this.#done;
   }
 
   /** Waits for `work`, making lines in between its turns of the event loop. */

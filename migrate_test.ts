@@ -2692,6 +2692,31 @@ Deno.test("a target trigger that changes rows on the way in makes verification f
   });
 });
 
+Deno.test("a first run with more snapshot text than is made ahead stays on the fast path, every row intact", async () => {
+  await withTarget(async (env) => {
+    // 17 MiB of snapshot lines through 16 MiB made ahead: the buffer is sent,
+    // refilled round the end while tracks are verified, then the rest follows.
+    const [tracks, short] = bulkRows(100, 84);
+    const snapshots = short.map((s) => ({
+      ...s,
+      time_range: String(s.time_range).padEnd(2000, "."),
+    }));
+    writeSqlite(env.sqlitePath, tracks, snapshots);
+    const steps: string[] = [];
+    const report = await migrate({ ...env.options, onStep: (line) => steps.push(line) });
+    assert.ok(
+      steps.some((line) => line.startsWith("verifying tracks against SQLite while reading")),
+    );
+    assert.ok(!steps.some((line) => line.includes("fast path stopped")), steps.join("\n"));
+    assert.equal(report.verification.ok, true);
+    const { snapshots: stored } = await targetRows(env);
+    assert.equal(stored.length, snapshots.length);
+    const key = (s: Record<string, unknown>) =>
+      [s.track_id, s.snapshot_date, s.time_range, Number(s.rank)].join("|");
+    assert.deepEqual(stored.map((r) => key(r)).sort(), snapshots.map((r) => key({ ...r })).sort());
+  });
+});
+
 Deno.test("a trigger on snapshots that changes tracks makes verification fail, though tracks were written first", async () => {
   await withTarget(async (env) => {
     // The first run verifies tracks while it reads snapshots, when nothing can
@@ -2701,12 +2726,19 @@ Deno.test("a trigger on snapshots that changes tracks makes verification fail, t
         AS 'BEGIN UPDATE ${env.schema}.tracks SET name = name || ''!'' WHERE track_id = NEW.track_id;
             RETURN NEW; END';
       CREATE TRIGGER seen AFTER INSERT ON ${env.schema}.snapshots
-        FOR EACH ROW EXECUTE FUNCTION ${env.schema}.seen()`);
-    const [tracks, snapshots] = bulkRows(40, 84);
+        FOR EACH ROW WHEN (NEW.track_id = 'bulk000099') EXECUTE FUNCTION ${env.schema}.seen()`);
+    // More snapshot text than is made ahead (16 MiB), so that there is
+    // something to read while tracks could be verified.
+    const [tracks, short] = bulkRows(100, 84);
+    const snapshots = short.map((s) => ({
+      ...s,
+      time_range: String(s.time_range).padEnd(2000, "."),
+    }));
     writeSqlite(env.sqlitePath, tracks, snapshots);
     const error = await rejectsWith(migrate(env.options), "verification");
     assert.deepEqual(error.problems.map((g) => g.kind), ["content-mismatch"]);
-    assert.equal(error.problems[0].total, 40);
+    // The last track's snapshots are read last, after tracks could have been verified.
+    assert.deepEqual(error.problems[0].examples.map((p) => p.key), ["bulk000099"]);
     assert.deepEqual(await counts(env), [0, 0]);
   });
 });
