@@ -2870,8 +2870,7 @@ async function checkOrphans(
   const ref = plan.spec.references;
   const parent = plans.find((p) => p.spec.name === ref?.table);
   if (!ref || !parent) return 0;
-  const match = ref.columns.map((c, i) => `p.${q(ref.targetColumns[i])} = s.${q(c)}`)
-    .join(" AND ");
+  const match = referenceMatch(ref, "p", "s");
   const orphan = `NOT EXISTS (SELECT FROM ${parent.keys} p WHERE ${match})
     AND ${ref.columns.map((c) => `s.${q(c)}::text`).join(" || '/' || ")} <> ALL($1::text[])`;
   const into = options.orphans === "skip" ? log.policies : log.problems;
@@ -4957,7 +4956,8 @@ function hasForeignKey(plan: TablePlan): boolean {
  * A table's count and digest sum, from PostgreSQL's stored rows, against
  * SQLite's. PostgreSQL may share the scan among parallel workers (the
  * target is an ordinary table, and printing the payloads is the work), for
- * this query only: keys built later keep the server's own choice.
+ * this query only: keys built later keep the server's own choice. Not with
+ * `parallel` false: JavaScript is busy meanwhile and needs the other core.
  */
 async function verifySum(
   tx: Tx,
