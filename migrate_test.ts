@@ -2743,6 +2743,29 @@ Deno.test("a trigger on snapshots that changes tracks makes verification fail, t
   });
 });
 
+Deno.test("a rerun whose write fires a trigger that changes an unchanged row fails verification and rolls back", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, ["a", "b", "c", "d"].map((id) => track(id)), [snapshot("a")]);
+    await migrate(env.options);
+    // Adding a snapshot of "a" fires this, which renames "d": a row no
+    // comparison of the rerun looked at, since its bucket agreed.
+    await env.sql.unsafe(`
+      CREATE FUNCTION ${env.schema}.rename() RETURNS trigger LANGUAGE plpgsql
+        AS 'BEGIN UPDATE ${env.schema}.tracks SET name = ''renamed'' WHERE track_id = ''d'';
+            RETURN NEW; END';
+      CREATE TRIGGER rename AFTER INSERT ON ${env.schema}.snapshots
+        FOR EACH ROW EXECUTE FUNCTION ${env.schema}.rename()`);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`INSERT INTO snapshots VALUES ('a', '2024-02-02', 'short_term', 2)`);
+    db.close();
+    const error = await rejectsWith(migrate(env.options), "verification");
+    assert.deepEqual(error.problems.map((g) => [g.kind, g.examples.map((p) => p.key)]), [
+      ["content-mismatch", ["d"]],
+    ]);
+    assert.deepEqual(await counts(env), [4, 1]);
+  });
+});
+
 // --- issue #12: verification from the source ----------------------------------
 // The digests compare a canonical text of each row computed twice: by
 // JavaScript from SQLite and by PostgreSQL from the stored row. These tests
