@@ -4308,9 +4308,10 @@ async function verifyFromSource(
       CASE WHEN t.${k} IS NULL THEN 'missing in PostgreSQL' ELSE 'only in PostgreSQL' END AS what
     FROM ${plan.target.qualified} t FULL JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
     WHERE t.${k} IS NULL OR s.${k} IS NULL`);
+  const digests = targetDigests(plan, everyRow ? undefined : plan.changes);
   await tx.unsafe(`INSERT INTO ${found}
     SELECT ${plan.spec.key.map((key) => `s.${q(key)}::text`).join(", ")}, 'values differ'
-    FROM (${targetDigests(plan, everyRow ? undefined : plan.changes)}) t JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
+    FROM (${digests}) t JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
     WHERE t.${DIGEST} <> s.${DIGEST}`);
   const key = plan.spec.key.map((_, i) => `k${i}`).join(" || '/' || ");
   const differ = await tx.unsafe(
