@@ -2661,11 +2661,10 @@ function rowDigest(digest: RowDigest, plan: TablePlan, clean: CleanValue[]): Row
   const order = plan.digestOrder;
   const keyFields = plan.keyIndexes.length;
   for (let k = 0; k < order.length; k++) {
-    if (k === keyFields) digest.markKey();
     const i = order[k];
     addCanonical(digest, plan.columns[i], clean[i], k === order.length - 1);
+    if (k < keyFields) digest.keyField();
   }
-  if (order.length === keyFields) digest.markKey();
   return digest.finish();
 }
 
@@ -3793,12 +3792,13 @@ function hashBytesExtended(
   k: Uint8Array,
   length: number,
   into: Halves,
-  words: Int32Array | null = null,
+  words: Int32Array | null = null, // only where `start` is 0
+  start = 0,
 ): void {
   let a = (0x9e3779b9 + length + 3923095) | 0;
   let b = a;
   let c = a;
-  let i = 0;
+  let i = start;
   let rest = length;
   while (rest >= 12) {
     if (words !== null) {
@@ -3936,6 +3936,7 @@ class RowDigest {
   /** Text as it is, with no length prefix (for hashTextExtended). */
   raw(text: string): void {
     this.#reserve(text.length * 3);
+    this.#fieldStart = this.#length;
     // Short ASCII text (keys, dates, numbers) is copied by hand: cheaper than
     // a call into the encoder for every field of every row.
     if (text.length <= SHORT_TEXT) {
@@ -3948,10 +3949,12 @@ class RowDigest {
       }
       if (i === text.length) {
         this.#length += i;
+        this.#fieldEnd = this.#length;
         return;
       }
     }
     this.#length += this.#encoder.encodeInto(text, this.#buffer.subarray(this.#length)).written;
+    this.#fieldEnd = this.#length;
   }
 
   /** `<bytes>:`, written digit by digit: no string per field. */
@@ -3972,6 +3975,7 @@ class RowDigest {
   }
 
   null(): void {
+    this.#fieldStart = -1;
     this.#reserve(1);
     this.#buffer[this.#length++] = 0x4e; // N
   }
@@ -4002,12 +4006,14 @@ class RowDigest {
       buffer[at++] = 0x2d; // -
       value = -value;
     }
+    this.#fieldStart = at;
     let digits = 1;
     for (let power = 10; power <= value; power *= 10) digits++;
     for (let d = at + digits - 1; d >= at; d--) {
       buffer[d] = 0x30 + (value % 10);
       value = Math.floor(value / 10);
     }
+    this.#fieldEnd = at + digits;
     buffer[at + digits] = 0x3b; // ;
     this.#length = at + digits + 1;
   }
@@ -4015,32 +4021,46 @@ class RowDigest {
   bytes(bytes: Uint8Array, open = false): void {
     if (open) this.#reserve(bytes.length);
     else this.#prefix(bytes.length);
+    this.#fieldStart = this.#length;
     this.#buffer.set(bytes, this.#length);
     this.#length += bytes.length;
+    this.#fieldEnd = this.#length;
   }
 
   /** The last digest's halves; see {@link value}. */
   high = 0;
   low = 0;
-  #keyEnd = 0;
-  #key = { high: 0, low: 0 };
+  /** The last row's key hash: see {@link bucketSql}. */
+  keyHash = 0;
+  /** Where the last field's text lies in the buffer (start -1: NULL). */
+  #fieldStart = 0;
+  #fieldEnd = 0;
+  #keyFields = 0;
+  #keyHash = 0;
+  #part = { high: 0, low: 0 };
 
-  /** Marks the end of the key's fields. */
-  markKey(): void {
-    this.#keyEnd = this.#length;
+  /**
+   * Adds the field just written to the key hash: `hashtext` of its text
+   * (0 for NULL), shifted left by its place in the key, XORed in.
+   */
+  keyField(): void {
+    let part = 0;
+    if (this.#fieldStart >= 0) {
+      const start = this.#fieldStart;
+      hashBytesExtended(this.#buffer, this.#fieldEnd - start, this.#part, null, start);
+      part = this.#part.low | 0;
+    }
+    this.#keyHash ^= part << this.#keyFields++;
   }
 
   /** Hashes what was added since the last finish() into high and low. */
   finish(): this {
     hashBytesExtended(this.#buffer, this.#length, this, this.#words);
     this.#length = 0;
+    this.keyHash = this.#keyHash;
+    this.#keyHash = 0;
+    this.#keyFields = 0;
     return this;
-  }
-
-  /** The low half of the last row's key digest (its text up to markKey()). */
-  keyLow(): number {
-    hashBytesExtended(this.#buffer, this.#keyEnd, this.#key, this.#words);
-    return this.#key.low;
   }
 
   /** The last digest as PostgreSQL's bigint. */
@@ -4052,9 +4072,9 @@ class RowDigest {
 const textDigest = new RowDigest();
 
 /**
- * The digest's column order: the key in key order (its text is then a prefix
- * of the row's, which gives a rerun its bucket for free), the other columns
- * but JSON payloads in plan order, then the payloads. The last field needs
+ * The digest's column order: the key in key order (its fields come first,
+ * hashed one by one for a rerun's bucket as they are written), the other
+ * columns but JSON payloads in plan order, then the payloads. The last field needs
  * no length prefix when it is a payload (JSON text never reads `N`), so
  * PostgreSQL prints the payload, the costly part, once.
  */
@@ -5033,14 +5053,23 @@ function bucketsFor(rows: number): number {
   return 2 ** Math.min(18, Math.max(8, Math.ceil(Math.log2(Math.max(1, rows / 4)))));
 }
 
-/** A row's bucket in SQL, over the target row `t`: its key's digest, masked. */
+/**
+ * A row's bucket in SQL, over the target row `t`: the key's fields' texts
+ * hashed one by one (`hashtext`, 0 for NULL), each shifted left by its place
+ * in the key and XORed, masked. Not a hash of the key's digest text: short
+ * hashes of the fields cost PostgreSQL a third as much, and a rerun computes
+ * the bucket of every target row twice when something changed.
+ */
 function bucketSql(plan: TablePlan, size: number): string {
-  const key = digestFields(plan).slice(0, plan.keyIndexes.length);
-  return `(hashtextextended(concat(${key.join(", ")}) COLLATE "C", 0) & ${size - 1})::int`;
+  const parts = plan.keyIndexes.map((i, place) => {
+    const part = `coalesce(hashtext(t.${q(plan.columns[i].name)}::text COLLATE "C"), 0)`;
+    return place === 0 ? part : `(${part} << ${place})`;
+  });
+  return `(${parts.join(" # ")}) & ${size - 1}`;
 }
 
-/** The same in JavaScript, from a row just digested: see {@link digestOrder}. */
-const rowBucket = (digest: RowDigest, size: number) => digest.keyLow() & (size - 1);
+/** The same in JavaScript, from a row just digested: see {@link RowDigest.keyField}. */
+const rowBucket = (digest: RowDigest, size: number) => digest.keyHash & (size - 1);
 
 /**
  * Lets the queries just issued leave before a stretch of synchronous work:
@@ -5062,24 +5091,15 @@ const BUCKET_BATCH = 2_000;
 /**
  * PostgreSQL's side: the target's buckets, summed from its stored rows into
  * a temporary table (by parallel workers where the server allows; a cursor
- * would forbid them), read back in batches. The key's fields lead the row's
- * digest text: printed once (OFFSET 0 keeps the planner from inlining them
- * twice), they give both hashes. Returns once the query is sent, so that
- * PostgreSQL sums while JavaScript reads SQLite.
+ * would forbid them), read back in batches. Returns once the query is sent,
+ * so that PostgreSQL sums while JavaScript reads SQLite.
  */
 async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
   const table = `pg_temp.${q(`migrate_buckets_${plan.spec.name}`)}`;
-  const fields = digestFields(plan);
-  const keyFields = plan.keyIndexes.length;
-  const rest = fields.length > keyFields ? `concat(${fields.slice(keyFields).join(", ")})` : "''";
   const summed = tx.unsafe(
     `CREATE TEMPORARY TABLE ${table} ON COMMIT DROP AS
-     SELECT bucket, count(*)::int AS n, sum(${DIGEST}) AS sum FROM (
-       SELECT (hashtextextended(k COLLATE "C", 0) & ${size - 1})::int AS bucket,
-         hashtextextended((k || r) COLLATE "C", 0) AS ${DIGEST}
-       FROM (SELECT concat(${fields.slice(0, keyFields).join(", ")}) AS k, ${rest} AS r
-             FROM ${plan.target.qualified} t OFFSET 0) y) b
-     GROUP BY bucket`,
+     SELECT ${bucketSql(plan, size)} AS bucket, count(*)::int AS n, sum(${digestSql(plan)}) AS sum
+     FROM ${plan.target.qualified} t GROUP BY 1`,
   ).execute();
   summed.catch(() => {}); // awaited by differingBuckets, unless reading SQLite abandons first
   await onTheWire();
