@@ -5269,6 +5269,8 @@ async function rerunByBuckets(
       await syncSequences(sp, plan);
       entry.seconds += (performance.now() - started) / 1000;
     }
+    // Rows that stay may be orphans too where no foreign key rules them out.
+    if (changed.length > 0) { for (const plan of plans) await orphansInTarget(sp, plans, plan); }
     step("verifying every row against its source");
     const counts: CountCheck[] = [];
     const triggered = plans.some((p) => p.target.triggers.length > 0);
@@ -5397,8 +5399,9 @@ async function stageBuckets(
 }
 
 /**
- * Orphans where nothing changed: the target holds exactly SQLite's rows, so
- * its declared foreign key rules them out; without one, look.
+ * Orphans in the target: where nothing changed, or after the changes, it
+ * holds exactly SQLite's rows, so its declared foreign key rules them out;
+ * without one, look.
  */
 async function orphansInTarget(tx: Tx, plans: TablePlan[], plan: TablePlan): Promise<void> {
   const ref = plan.spec.references;
@@ -5431,20 +5434,21 @@ async function orphansAfterChanges(
   // early and scans the whole target for it, while there is usually none.
   const match = (p: string) => referenceMatch(ref, p, "s");
   if (extras.has(plan)) {
-    // A staged row needs its parent in the target or staged (one set of
-    // keys, so the planner hashes it once rather than looping over staging),
-    // and not pruned (pruned parents are never staged).
+    // A row to write needs its parent in the target or staged (one set of
+    // keys, so the planner hashes it once rather than looping over them),
+    // and not pruned (pruned parents are never staged). Staged rows equal to
+    // the target's are rows that stay: the check below covers them.
     const columns = ref.targetColumns.map(q).join(", ");
     const parents = parentExtra
       ? `(SELECT ${columns} FROM ${parent.target.qualified}
           UNION ALL SELECT ${columns} FROM ${parent.staging})`
       : parent.target.qualified;
     const [{ n }] = await tx.unsafe(
-      `SELECT (SELECT count(*) FROM ${plan.staging} s
-               WHERE NOT EXISTS (SELECT FROM ${parents} p WHERE ${match("p")}))${
+      `SELECT (SELECT count(*) FROM ${plan.changes} s WHERE NOT s.migrate_equal
+                 AND NOT EXISTS (SELECT FROM ${parents} p WHERE ${match("p")}))${
         parentExtra
-          ? ` + (SELECT count(*) FROM ${plan.staging} s
-                 WHERE EXISTS (SELECT FROM ${parentExtra} p WHERE ${match("p")}))`
+          ? ` + (SELECT count(*) FROM ${plan.changes} s WHERE NOT s.migrate_equal
+                   AND EXISTS (SELECT FROM ${parentExtra} p WHERE ${match("p")}))`
           : ""
       } AS n`,
     );

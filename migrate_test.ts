@@ -3488,4 +3488,36 @@ for (const foreignKey of [true, false]) {
       assert.deepEqual(await contentOf(env), before);
     });
   });
+
+  // Kills: a rerun that checks orphans only among the rows it stages.
+  Deno.test(`a rerun names a snapshot whose track both sides lost, while other rows change${target}`, async () => {
+    await withTarget(async (env) => {
+      if (!foreignKey) {
+        await env.sql.unsafe(
+          `ALTER TABLE ${env.schema}.snapshots DROP CONSTRAINT snapshots_track_id_fkey`,
+        );
+      }
+      const [tracks, snapshots] = bulkRows(300, 5);
+      writeSqlite(env.sqlitePath, tracks, snapshots);
+      await migrate(env.options);
+      // The app deleted a track in both databases but kept its snapshots
+      // (possible only where no foreign key stops it).
+      const db = new DatabaseSync(env.sqlitePath);
+      db.exec(`DELETE FROM snapshots WHERE track_id = 'bulk000003' AND rank > 1;
+               DELETE FROM tracks WHERE track_id = 'bulk000003';
+               UPDATE tracks SET name = 'renamed' WHERE track_id = 'bulk000007'`);
+      db.close();
+      await env.sql.unsafe(`DELETE FROM ${env.schema}.snapshots
+        WHERE track_id = 'bulk000003' AND rank > 1`);
+      if (!foreignKey) {
+        await env.sql.unsafe(`DELETE FROM ${env.schema}.tracks WHERE track_id = 'bulk000003'`);
+      }
+      const before = await contentOf(env);
+      const error = await migrate({ ...env.options, prune: true }).catch((e) => e);
+      assert.ok(error instanceof MigrationError);
+      assert.deepEqual(error.problems.map((g: ProblemGroup) => g.kind), ["orphan-snapshot"]);
+      assert.ok(error.problems[0].examples.every((p) => p.key.startsWith("bulk000003/")));
+      assert.deepEqual(await contentOf(env), before);
+    });
+  });
 }
