@@ -2660,10 +2660,10 @@ function stagingLines(
 function rowDigest(digest: RowDigest, plan: TablePlan, clean: CleanValue[]): RowDigest {
   const order = plan.digestOrder;
   const keyFields = plan.keyIndexes.length;
-  for (let k = 0; k < order.length; k++) {
-    const i = order[k];
-    addCanonical(digest, plan.columns[i], clean[i], k === order.length - 1);
-    if (k < keyFields) digest.keyField();
+  for (let place = 0; place < order.length; place++) {
+    const i = order[place];
+    addCanonical(digest, plan.columns[i], clean[i]);
+    digest.endField(place < keyFields);
   }
   return digest.finish();
 }
@@ -3151,20 +3151,21 @@ async function syncSequences(tx: Tx, plan: TablePlan): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------
-// Row digests: one canonical text per row, hashed the same way on both sides
+// Row digests: each field's canonical text hashed the same way on both sides
 // ---------------------------------------------------------------------------
 //
 // Verification compares every target row with its SQLite source: JavaScript
-// hashes a canonical text of each source row while it reads SQLite, and
-// PostgreSQL hashes the same text of each stored row (`col::text`, under the
-// run's DateStyle and TimeZone). The text of a row is its columns in the
-// order of digestOrder(), key first, each `N` for NULL, `<text>;` for
-// integers, dates, timestamps and booleans (whose text never holds `;`), and
-// `<UTF-8 bytes>:<text>` for the rest (a JSON payload that ends the row is
-// its text alone), so that no two rows share a text; the key's part alone,
-// hashed, picks a rerun's bucket. The hash is
-// PostgreSQL's own `hashtextextended(text, 0)` (Bob Jenkins' lookup3), so no
-// extension is needed. A row whose digests differ is not condemned on that
+// hashes a canonical text of each field of each source row while it reads
+// SQLite, and PostgreSQL hashes the same text of each stored field
+// (`col::text`, under the run's DateStyle and TimeZone). A field's hash is
+// PostgreSQL's own `hashtextextended(text, place)` (Bob Jenkins' lookup3, 64
+// bits, no extension needed), seeded with the field's place in digestOrder()
+// (key first), so that equal values in two columns, or two columns' values
+// swapped, do not cancel; a row's digest is its fields' hashes XORed (a NULL
+// adds 0). Hashing fields apart costs PostgreSQL less than building one text
+// of the row (no lengths to print and concatenate: half the time for a
+// snapshot), and the key's hashes, shifted by place, give a rerun its bucket
+// with no extra work. A row whose digests differ is not condemned on that
 // alone: it is read again from SQLite and compared by value in PostgreSQL
 // (so `1.0` stored as `1.00` still counts as equal JSONB), over bind
 // parameters rather than COPY, so the second look does not share the first
@@ -3792,13 +3793,23 @@ function hashBytesExtended(
   k: Uint8Array,
   length: number,
   into: Halves,
-  words: Int32Array | null = null, // only where `start` is 0
-  start = 0,
+  words: Int32Array | null = null,
+  seed = 0,
 ): void {
   let a = (0x9e3779b9 + length + 3923095) | 0;
   let b = a;
   let c = a;
-  let i = start;
+  if (seed !== 0) {
+    // The seed (below 2^32 here, so its high half adds 0 to a) perturbs the state.
+    b = (b + seed) | 0;
+    a = (a - c) | 0, a ^= (c << 4) | (c >>> 28), c = (c + b) | 0;
+    b = (b - a) | 0, b ^= (a << 6) | (a >>> 26), a = (a + c) | 0;
+    c = (c - b) | 0, c ^= (b << 8) | (b >>> 24), b = (b + a) | 0;
+    a = (a - c) | 0, a ^= (c << 16) | (c >>> 16), c = (c + b) | 0;
+    b = (b - a) | 0, b ^= (a << 19) | (a >>> 13), a = (a + c) | 0;
+    c = (c - b) | 0, c ^= (b << 4) | (b >>> 28), b = (b + a) | 0;
+  }
+  let i = 0;
   let rest = length;
   while (rest >= 12) {
     if (words !== null) {
@@ -3899,6 +3910,7 @@ class DigestSum {
  */
 export function hashTextExtended(text: string): bigint {
   textDigest.raw(text);
+  textDigest.endField(false);
   return textDigest.finish().value;
 }
 
@@ -3933,10 +3945,9 @@ class RowDigest {
     this.#words = LITTLE_ENDIAN ? new Int32Array(bigger.buffer, 0, bigger.length >> 2) : null;
   }
 
-  /** Text as it is, with no length prefix (for hashTextExtended). */
+  /** A field's text, as UTF-8. */
   raw(text: string): void {
     this.#reserve(text.length * 3);
-    this.#fieldStart = this.#length;
     // Short ASCII text (keys, dates, numbers) is copied by hand: cheaper than
     // a call into the encoder for every field of every row.
     if (text.length <= SHORT_TEXT) {
@@ -3949,48 +3960,15 @@ class RowDigest {
       }
       if (i === text.length) {
         this.#length += i;
-        this.#fieldEnd = this.#length;
         return;
       }
     }
     this.#length += this.#encoder.encodeInto(text, this.#buffer.subarray(this.#length)).written;
-    this.#fieldEnd = this.#length;
   }
 
-  /** `<bytes>:`, written digit by digit: no string per field. */
-  #prefix(bytes: number): void {
-    this.#reserve(bytes + 12);
-    const buffer = this.#buffer;
-    let at = this.#length;
-    if (bytes < 10) buffer[at++] = 0x30 + bytes;
-    else if (bytes < 100) {
-      buffer[at++] = 0x30 + Math.floor(bytes / 10);
-      buffer[at++] = 0x30 + (bytes % 10);
-    } else {
-      const digits = String(bytes);
-      for (let i = 0; i < digits.length; i++) buffer[at++] = digits.charCodeAt(i);
-    }
-    buffer[at++] = 0x3a; // :
-    this.#length = at;
-  }
-
+  /** A NULL field: it adds nothing to the digest. */
   null(): void {
-    this.#fieldStart = -1;
-    this.#reserve(1);
-    this.#buffer[this.#length++] = 0x4e; // N
-  }
-
-  /** A field: `<bytes>:<text>`, or the text alone when it ends the row (`open`). */
-  text(text: string, open = false): void {
-    if (!open) this.#prefix(utf8Length(text));
-    this.raw(text);
-  }
-
-  /** A field of a kind whose text never holds `;`: `<text>;`. */
-  fixed(text: string): void {
-    this.raw(text);
-    this.#reserve(1);
-    this.#buffer[this.#length++] = 0x3b; // ;
+    this.#null = true;
   }
 
   /**
@@ -3998,7 +3976,7 @@ class RowDigest {
    * one by one: String() of each row's integer cost more than its hash.
    */
   integer(value: number | bigint): void {
-    if (typeof value === "bigint") return this.fixed(String(value));
+    if (typeof value === "bigint") return this.raw(String(value));
     this.#reserve(18);
     const buffer = this.#buffer;
     let at = this.#length;
@@ -4006,60 +3984,62 @@ class RowDigest {
       buffer[at++] = 0x2d; // -
       value = -value;
     }
-    this.#fieldStart = at;
     let digits = 1;
     for (let power = 10; power <= value; power *= 10) digits++;
     for (let d = at + digits - 1; d >= at; d--) {
       buffer[d] = 0x30 + (value % 10);
       value = Math.floor(value / 10);
     }
-    this.#fieldEnd = at + digits;
-    buffer[at + digits] = 0x3b; // ;
-    this.#length = at + digits + 1;
+    this.#length = at + digits;
   }
 
-  bytes(bytes: Uint8Array, open = false): void {
-    if (open) this.#reserve(bytes.length);
-    else this.#prefix(bytes.length);
-    this.#fieldStart = this.#length;
+  /** A field's text, already UTF-8. */
+  bytes(bytes: Uint8Array): void {
+    this.#reserve(bytes.length);
     this.#buffer.set(bytes, this.#length);
     this.#length += bytes.length;
-    this.#fieldEnd = this.#length;
   }
 
-  /** The last digest's halves; see {@link value}. */
+  /** The last row's digest, as halves; see {@link value}. */
   high = 0;
   low = 0;
   /** The last row's key hash: see {@link bucketSql}. */
   keyHash = 0;
-  /** Where the last field's text lies in the buffer (start -1: NULL). */
-  #fieldStart = 0;
-  #fieldEnd = 0;
-  #keyFields = 0;
+  #high = 0;
+  #low = 0;
   #keyHash = 0;
-  #part = { high: 0, low: 0 };
+  #place = 0;
+  #null = false;
+  #field = { high: 0, low: 0 };
 
   /**
-   * Adds the field just written to the key hash: `hashtext` of its text
-   * (0 for NULL), shifted left by its place in the key, XORed in.
+   * Ends a field: its text is hashed with its place in the row as the seed
+   * and XORed into the row's digest (a NULL adds 0), and for a key field,
+   * its low half shifted left by its place, into the key hash.
    */
-  keyField(): void {
-    let part = 0;
-    if (this.#fieldStart >= 0) {
-      const start = this.#fieldStart;
-      hashBytesExtended(this.#buffer, this.#fieldEnd - start, this.#part, null, start);
-      part = this.#part.low | 0;
+  endField(key: boolean): void {
+    if (!this.#null) {
+      const field = this.#field;
+      hashBytesExtended(this.#buffer, this.#length, field, this.#words, this.#place);
+      this.#high ^= field.high;
+      this.#low ^= field.low;
+      if (key) this.#keyHash ^= field.low << this.#place;
     }
-    this.#keyHash ^= part << this.#keyFields++;
+    this.#place++;
+    this.#length = 0;
+    this.#null = false;
   }
 
-  /** Hashes what was added since the last finish() into high and low. */
+  /** Ends a row: its digest is in high and low, its key hash in keyHash. */
   finish(): this {
-    hashBytesExtended(this.#buffer, this.#length, this, this.#words);
-    this.#length = 0;
+    this.high = this.#high >>> 0;
+    this.low = this.#low >>> 0;
     this.keyHash = this.#keyHash;
-    this.#keyHash = 0;
-    this.#keyFields = 0;
+    this.#high =
+      this.#low =
+      this.#keyHash =
+      this.#place =
+        0;
     return this;
   }
 
@@ -4072,56 +4052,37 @@ class RowDigest {
 const textDigest = new RowDigest();
 
 /**
- * The digest's column order: the key in key order (its fields come first,
- * hashed one by one for a rerun's bucket as they are written), the other
- * columns but JSON payloads in plan order, then the payloads. The last field needs
- * no length prefix when it is a payload (JSON text never reads `N`), so
- * PostgreSQL prints the payload, the costly part, once.
+ * The digest's column order, which gives each field its seed: the key in key
+ * order (its places 0, 1, … also shift its fields in a rerun's bucket), then
+ * the other columns in plan order.
  */
 function digestOrder(columns: PlannedColumn[], keyIndexes: number[]): number[] {
-  const others = columns.map((_, i) => i).filter((i) => !keyIndexes.includes(i));
-  return [
-    ...keyIndexes,
-    ...others.filter((i) => columns[i].kind !== "json"),
-    ...others.filter((i) => columns[i].kind === "json"),
-  ];
+  return [...keyIndexes, ...columns.map((_, i) => i).filter((i) => !keyIndexes.includes(i))];
 }
 
 /** Adds one clean value, as PostgreSQL's `::text` of the stored value prints it. */
-function addCanonical(
-  digest: RowDigest,
-  column: PlannedColumn,
-  value: CleanValue,
-  last: boolean,
-): void {
+function addCanonical(digest: RowDigest, column: PlannedColumn, value: CleanValue): void {
   if (value === null) return digest.null();
   switch (column.kind) {
     case "json":
       return column.target.baseName === "jsonb"
-        ? digest.bytes(jsonbCanonical(value as string), last)
-        : digest.text(value as string, last);
+        ? digest.bytes(jsonbCanonical(value as string))
+        : digest.raw(value as string);
     case "text":
       // char(n)::text drops the padding, and with it any trailing spaces.
-      return digest.text(
+      return digest.raw(
         column.target.baseName === "bpchar"
           ? (value as string).replace(/ +$/, "")
           : value as string,
       );
     case "timestamp":
-      return digest.fixed(timestampText(value as string, column.target.baseName === "timestamptz"));
+      return digest.raw(timestampText(value as string, column.target.baseName === "timestamptz"));
     case "integer":
       return digest.integer(value as number | bigint);
     default:
-      return digest.fixed(String(value));
+      return digest.raw(String(value));
   }
 }
-
-/**
- * Kinds whose text never holds `;` (digits, signs, dates, times, true and
- * false): their field is the text and `;`, which PostgreSQL prints with one
- * conversion instead of two (length, then text).
- */
-const FIXED_KINDS = new Set<Kind>(["integer", "date", "timestamp", "boolean"]);
 
 /**
  * A timestamp as PostgreSQL prints it with DateStyle ISO and TimeZone UTC:
@@ -4275,25 +4236,21 @@ function targetDigests(plan: TablePlan, onlyIn?: string): string {
   }`;
 }
 
-/** A row's digest in SQL, over the target row `t`. */
+/** A row's digest in SQL, over the target row `t`: its fields' hashes, XORed. */
 function digestSql(plan: TablePlan): string {
-  return `hashtextextended(concat(${digestFields(plan).join(", ")}) COLLATE "C", 0)`;
+  return `(${fieldHashes(plan).join(" # ")})`;
 }
 
-/** The fields of a row's digest text in SQL, in digest order: the key's first. */
-function digestFields(plan: TablePlan): string[] {
-  return plan.digestOrder.map((i, k) =>
-    digestField(plan.columns[i], k === plan.digestOrder.length - 1)
-  );
-}
-
-/** One field of a digest in SQL: see {@link addCanonical}. */
-function digestField(column: PlannedColumn, last: boolean): string {
-  const text = `t.${q(column.name)}::text`;
-  if (last && column.kind === "json") return `coalesce(${text}, 'N')`;
-  if (FIXED_KINDS.has(column.kind)) return `coalesce(${text} || ';', 'N')`;
-  const field = `octet_length(${text})::text || ':' || ${text}`;
-  return column.target.notNull ? field : `CASE WHEN ${text} IS NULL THEN 'N' ELSE ${field} END`;
+/**
+ * Each field's hash in SQL, in digest order: its text (`::text`, see
+ * {@link addCanonical}) hashed with its place as the seed, 0 for NULL.
+ */
+function fieldHashes(plan: TablePlan): string[] {
+  return plan.digestOrder.map((i, place) => {
+    const column = plan.columns[i];
+    const hash = `hashtextextended(t.${q(column.name)}::text COLLATE "C", ${place})`;
+    return column.target.notNull ? hash : `coalesce(${hash}, 0)`;
+  });
 }
 
 /** Rows whose digests differ are read again and compared by value, this many at a time. */
@@ -5054,21 +5011,17 @@ function bucketsFor(rows: number): number {
 }
 
 /**
- * A row's bucket in SQL, over the target row `t`: the key's fields' texts
- * hashed one by one (`hashtext`, 0 for NULL), each shifted left by its place
- * in the key and XORed, masked. Not a hash of the key's digest text: short
- * hashes of the fields cost PostgreSQL a third as much, and a rerun computes
- * the bucket of every target row twice when something changed.
+ * A row's bucket in SQL, over the target row `t` (or over `hashes`, its
+ * fields' hashes already computed): the key's fields' hashes, each shifted
+ * left by its place and XORed, masked.
  */
-function bucketSql(plan: TablePlan, size: number): string {
-  const parts = plan.keyIndexes.map((i, place) => {
-    const part = `coalesce(hashtext(t.${q(plan.columns[i].name)}::text COLLATE "C"), 0)`;
-    return place === 0 ? part : `(${part} << ${place})`;
-  });
-  return `(${parts.join(" # ")}) & ${size - 1}`;
+function bucketSql(plan: TablePlan, size: number, hashes = fieldHashes(plan)): string {
+  const parts = hashes.slice(0, plan.keyIndexes.length)
+    .map((hash, place) => place === 0 ? hash : `(${hash} << ${place})`);
+  return `((${parts.join(" # ")}) & ${size - 1})::int`;
 }
 
-/** The same in JavaScript, from a row just digested: see {@link RowDigest.keyField}. */
+/** The same in JavaScript, from a row just digested: see {@link RowDigest.endField}. */
 const rowBucket = (digest: RowDigest, size: number) => digest.keyHash & (size - 1);
 
 /**
@@ -5096,10 +5049,16 @@ const BUCKET_BATCH = 2_000;
  */
 async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
   const table = `pg_temp.${q(`migrate_buckets_${plan.spec.name}`)}`;
+  // Each field's hash once (OFFSET 0 keeps the planner from inlining the
+  // key's twice), for the bucket and the digest.
+  const hashes = fieldHashes(plan);
+  const h = hashes.map((_, place) => `h.h${place}`);
   const summed = tx.unsafe(
     `CREATE TEMPORARY TABLE ${table} ON COMMIT DROP AS
-     SELECT ${bucketSql(plan, size)} AS bucket, count(*)::int AS n, sum(${digestSql(plan)}) AS sum
-     FROM ${plan.target.qualified} t GROUP BY 1`,
+     SELECT ${bucketSql(plan, size, h)} AS bucket, count(*)::int AS n, sum(${h.join(" # ")}) AS sum
+     FROM (SELECT ${hashes.map((hash, place) => `${hash} AS h${place}`).join(", ")}
+           FROM ${plan.target.qualified} t OFFSET 0) h
+     GROUP BY 1`,
   ).execute();
   summed.catch(() => {}); // awaited by differingBuckets, unless reading SQLite abandons first
   await onTheWire();
