@@ -1,7 +1,11 @@
 // The benchmark of issues #4, #8 and #11. For each chosen size and target
 // schema it measures, in one run, rotating the order of three blocks each
 // iteration (so every block takes every position equally often when --runs is
-// a multiple of 3), with a CHECKPOINT before each timed run:
+// a multiple of 3), with the server settled before each timed run (VACUUM
+// (ANALYZE) of the bench tables, what autovacuum does after a load, then
+// CHECKPOINT): a rerun started while autovacuum works on the tables a first
+// run just filled waits for it to yield their lock (deadlock_timeout, 1 s),
+// and reads every page to set hint bits, which a rerun days later does not:
 //
 //   naive ceiling   psql \copy of both tables into the empty target, its keys,
 //                   CHECK and indexes in place, server defaults, autocommit;
@@ -160,6 +164,13 @@ async function resetTarget(schema: SchemaName): Promise<void> {
 type Checkpoint = () => Promise<void>;
 
 /** CHECKPOINT as ourselves (pg_checkpoint), else through `su postgres`, else not at all. */
+/** VACUUM (ANALYZE) of every bench table: returns once autovacuum has nothing left to do there. */
+async function vacuumBenchTables(): Promise<void> {
+  const tables = await sql`SELECT format('%I.%I', schemaname, relname) AS name
+    FROM pg_stat_user_tables WHERE schemaname LIKE 'bench\_%'`;
+  for (const { name } of tables) await sql.unsafe(`VACUUM (ANALYZE) ${name}`);
+}
+
 async function chooseCheckpoint(): Promise<{ checkpoint: Checkpoint; note: string }> {
   try {
     await sql`CHECKPOINT`;
@@ -424,6 +435,7 @@ async function timed(
   checkpoint: Checkpoint,
 ): Promise<Measurement & { stdout: string; lines: [number, string][] }> {
   const appName = `mtm-bench-${Deno.pid}-${++runCounter}`;
+  await vacuumBenchTables();
   await checkpoint();
   const tempBefore = await tempBytes();
   const started = performance.now();
