@@ -2692,14 +2692,28 @@ Deno.test("a target trigger that changes rows on the way in makes verification f
   });
 });
 
+/** Printable text that deflate cannot shrink much (the made-ahead buffer deflates what it holds). */
+function incompressible(length: number, seed: number): string {
+  let x = seed;
+  let text = "";
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    text += String.fromCharCode(0x21 + ((x >>> 0) % 94));
+  }
+  return text;
+}
+
 Deno.test("a first run with more snapshot text than is made ahead stays on the fast path, every row intact", async () => {
   await withTarget(async (env) => {
-    // 17 MiB of snapshot lines through 16 MiB made ahead: the buffer is sent,
-    // refilled round the end while tracks are verified, then the rest follows.
+    // 22 MiB of snapshot lines that deflate to 18 through 16 MiB made ahead:
+    // the buffer is sent, refilled round the end while tracks are verified,
+    // then the rest follows.
     const [tracks, short] = bulkRows(100, 84);
-    const snapshots = short.map((s) => ({
+    const snapshots = short.map((s, i) => ({
       ...s,
-      time_range: String(s.time_range).padEnd(2000, "."),
+      time_range: String(s.time_range) + incompressible(2600, i + 1),
     }));
     writeSqlite(env.sqlitePath, tracks, snapshots);
     const steps: string[] = [];
@@ -2730,9 +2744,9 @@ Deno.test("a trigger on snapshots that changes tracks makes verification fail, t
     // More snapshot text than is made ahead (16 MiB), so that there is
     // something to read while tracks could be verified.
     const [tracks, short] = bulkRows(100, 84);
-    const snapshots = short.map((s) => ({
+    const snapshots = short.map((s, i) => ({
       ...s,
-      time_range: String(s.time_range).padEnd(2000, "."),
+      time_range: String(s.time_range) + incompressible(2600, i + 1),
     }));
     writeSqlite(env.sqlitePath, tracks, snapshots);
     const error = await rejectsWith(migrate(env.options), "verification");
