@@ -6211,11 +6211,13 @@ function runCliInWorker(args: string[]): void {
 }
 
 /**
- * A full garbage collection, in the CLI only (see PREFETCH_COLLECT_BYTES):
- * V8 hands its `gc` to contexts made after `--expose-gc` is set. A library
- * caller's isolate is left as it is.
+ * A full garbage collection (see PREFETCH_COLLECT_BYTES). The CLI gets V8's
+ * `gc` from a context made after `--expose-gc` is set; a library caller's
+ * isolate is left as it is, and uses its `gc` only if it exposes one itself.
  */
-let collectGarbage = (): void => {};
+let collectGarbage = (): void => {
+  (globalThis as { gc?: () => void }).gc?.();
+};
 
 function exposeGarbageCollection(): void {
   try {
