@@ -3164,8 +3164,9 @@ async function syncSequences(tx: Tx, plan: TablePlan): Promise<void> {
 // PostgreSQL's own `hashtextextended(text, place)` (Bob Jenkins' lookup3, 64
 // bits, no extension needed), seeded with the field's place in digestOrder()
 // (key first), so that equal values in two columns, or two columns' values
-// swapped, do not cancel; a row's digest is its fields' hashes XORed (a NULL
-// adds 0). Hashing fields apart costs PostgreSQL less than building one text
+// swapped, do not cancel; a row's digest is the hash of no text seeded with
+// its fields' hashes XORed (a NULL adds 0): through that hash, the same
+// change in two rows of a rerun's bucket cannot cancel in the bucket's sum. Hashing fields apart costs PostgreSQL less than building one text
 // of the row (no lengths to print and concatenate: half the time for a
 // snapshot), and the key's hashes, shifted by place, give a rerun its bucket
 // with no extra work. A row whose digests differ is not condemned on that
@@ -3797,14 +3798,16 @@ function hashBytesExtended(
   length: number,
   into: Halves,
   words: Int32Array | null = null,
-  seed = 0,
+  seedLow = 0,
+  seedHigh = 0,
 ): void {
   let a = (0x9e3779b9 + length + 3923095) | 0;
   let b = a;
   let c = a;
-  if (seed !== 0) {
-    // The seed (below 2^32 here, so its high half adds 0 to a) perturbs the state.
-    b = (b + seed) | 0;
+  if (seedLow !== 0 || seedHigh !== 0) {
+    // A seed perturbs the state: its high half into a, its low half into b.
+    a = (a + seedHigh) | 0;
+    b = (b + seedLow) | 0;
     a = (a - c) | 0, a ^= (c << 4) | (c >>> 28), c = (c + b) | 0;
     b = (b - a) | 0, b ^= (a << 6) | (a >>> 26), a = (a + c) | 0;
     c = (c - b) | 0, c ^= (b << 8) | (b >>> 24), b = (b + a) | 0;
@@ -3912,9 +3915,10 @@ class DigestSum {
  * ```
  */
 export function hashTextExtended(text: string): bigint {
-  textDigest.raw(text);
-  textDigest.endField(false);
-  return textDigest.finish().value;
+  const bytes = new TextEncoder().encode(text);
+  const halves = { high: 0, low: 0 };
+  hashBytesExtended(bytes, bytes.length, halves);
+  return int64(halves.high, halves.low);
 }
 
 /**
@@ -4033,10 +4037,15 @@ class RowDigest {
     this.#null = false;
   }
 
-  /** Ends a row: its digest is in high and low, its key hash in keyHash. */
+  /**
+   * Ends a row: its digest, the hash of no text seeded with its fields'
+   * hashes XORed, is in high and low; its key hash in keyHash. The XOR alone
+   * would be linear: the same change in two rows of a bucket (ranks swapped)
+   * flips both digests by the same bits, and their sum could stay the same
+   * with odds of one in 2^20 to 2^27; through a hash, one in 2^64.
+   */
   finish(): this {
-    this.high = this.#high >>> 0;
-    this.low = this.#low >>> 0;
+    hashBytesExtended(this.#buffer, 0, this, null, this.#low, this.#high);
     this.keyHash = this.#keyHash;
     this.#high =
       this.#low =
@@ -4051,8 +4060,6 @@ class RowDigest {
     return int64(this.high, this.low);
   }
 }
-
-const textDigest = new RowDigest();
 
 /**
  * The digest's column order, which gives each field its seed: the key in key
@@ -4239,9 +4246,14 @@ function targetDigests(plan: TablePlan, onlyIn?: string): string {
   }`;
 }
 
-/** A row's digest in SQL, over the target row `t`: its fields' hashes, XORed. */
+/** A row's digest in SQL, over the target row `t`: see {@link RowDigest.finish}. */
 function digestSql(plan: TablePlan): string {
-  return `(${fieldHashes(plan).join(" # ")})`;
+  return rowDigestSql(fieldHashes(plan));
+}
+
+/** A row's digest in SQL from its fields' hashes. */
+function rowDigestSql(hashes: string[]): string {
+  return `hashtextextended('' COLLATE "C", ${hashes.join(" # ")})`;
 }
 
 /**
@@ -5093,7 +5105,9 @@ async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
   const h = hashes.map((_, place) => `h.h${place}`);
   const summed = tx.unsafe(
     `CREATE TEMPORARY TABLE ${table} ON COMMIT DROP AS
-     SELECT ${bucketSql(plan, size, h)} AS bucket, count(*)::int AS n, sum(${h.join(" # ")}) AS sum
+     SELECT ${bucketSql(plan, size, h)} AS bucket, count(*)::int AS n, sum(${
+      rowDigestSql(h)
+    }) AS sum
      FROM (SELECT ${hashes.map((hash, place) => `${hash} AS h${place}`).join(", ")}
            FROM ${plan.target.qualified} t OFFSET 0) h
      GROUP BY 1`,

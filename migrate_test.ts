@@ -2780,6 +2780,33 @@ Deno.test("a rerun whose write fires a trigger that changes an unchanged row fai
   });
 });
 
+// Found in review: with row digests that were only their fields' hashes XORed,
+// these two rows (one bucket of 256) swapping ranks changed the bucket's sum
+// not at all, and the rerun committed the old ranks as verified.
+Deno.test("a rerun sees two snapshots of one bucket swap their ranks", async () => {
+  await withTarget(async (env) => {
+    const tracks = [track("trk4984"), track("trk237")];
+    writeSqlite(env.sqlitePath, tracks, [
+      snapshot("trk4984", { rank: 79 }),
+      snapshot("trk237", { rank: 32 }),
+    ]);
+    await migrate(env.options);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`UPDATE snapshots SET rank = CASE track_id WHEN 'trk4984' THEN 32 ELSE 79 END`);
+    db.close();
+    const report = await migrate(env.options);
+    assert.deepEqual(report.tables.map((t) => [t.table, t.updated]), [["tracks", 0], [
+      "snapshots",
+      2,
+    ]]);
+    const { snapshots } = await targetRows(env);
+    assert.deepEqual(
+      snapshots.map((s) => [s.track_id, Number(s.rank)]).sort(),
+      [["trk237", 79], ["trk4984", 32]],
+    );
+  });
+});
+
 // --- issue #12: verification from the source ----------------------------------
 // The digests compare a canonical text of each row computed twice: by
 // JavaScript from SQLite and by PostgreSQL from the stored row. These tests
