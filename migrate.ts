@@ -3166,10 +3166,11 @@ async function syncSequences(tx: Tx, plan: TablePlan): Promise<void> {
 // (key first), so that equal values in two columns, or two columns' values
 // swapped, do not cancel; a row's digest is the hash of no text seeded with
 // its fields' hashes XORed (a NULL adds 0): through that hash, the same
-// change in two rows of a rerun's bucket cannot cancel in the bucket's sum. Hashing fields apart costs PostgreSQL less than building one text
-// of the row (no lengths to print and concatenate: half the time for a
-// snapshot), and the key's hashes, shifted by place, give a rerun its bucket
-// with no extra work. A row whose digests differ is not condemned on that
+// change in two rows of a rerun's bucket cannot cancel in the bucket's sum.
+// Hashing fields apart costs PostgreSQL less than building one text of the
+// row (no lengths to print and concatenate: half the time for a snapshot),
+// and the key's hashes, shifted by place, give a rerun its bucket with no
+// extra work. A row whose digests differ is not condemned on that
 // alone: it is read again from SQLite and compared by value in PostgreSQL
 // (so `1.0` stored as `1.00` still counts as equal JSONB), over bind
 // parameters rather than COPY, so the second look does not share the first
@@ -3805,7 +3806,9 @@ function hashBytesExtended(
   let b = a;
   let c = a;
   if (seedLow !== 0 || seedHigh !== 0) {
-    // A seed perturbs the state: its high half into a, its low half into b.
+    // A seed perturbs the state: its high half into a, its low half into b,
+    // then mix(a, b, c) as below (inline, like the loop's: a function would
+    // have to allocate to return three numbers).
     a = (a + seedHigh) | 0;
     b = (b + seedLow) | 0;
     a = (a - c) | 0, a ^= (c << 4) | (c >>> 28), c = (c + b) | 0;
@@ -5146,8 +5149,8 @@ async function differingBuckets(
  * (bucket + 1) × count and (bucket + 1) × digest sum, exact on both sides.
  * Where every bucket agrees they do; where one differs, its digest sum does
  * by the digests of the rows that differ, and the weighted totals could still
- * agree only by a 64-bit coincidence. Reading back a large table's 2^18
- * buckets costs more than half a second.
+ * agree only by a 64-bit coincidence. Reading back a medium table's 2^17
+ * buckets cost a third of a second.
  */
 async function everyBucketAgrees(tx: Tx, ours: SourceBuckets, table: string): Promise<boolean> {
   const [{ sum, count }] = await tx.unsafe(

@@ -3475,20 +3475,25 @@ Deno.test("a rerun puts back rows edited, deleted or added in PostgreSQL since t
   });
 });
 
+/** 300 tracks with 5 snapshots each, migrated once; the foreign key dropped first if asked. */
+async function migratedBulk(env: Env, foreignKey: boolean): Promise<void> {
+  if (!foreignKey) {
+    await env.sql.unsafe(
+      `ALTER TABLE ${env.schema}.snapshots DROP CONSTRAINT snapshots_track_id_fkey`,
+    );
+  }
+  const [tracks, snapshots] = bulkRows(300, 5);
+  writeSqlite(env.sqlitePath, tracks, snapshots);
+  await migrate(env.options);
+}
+
 // Kills: a rerun that prunes a track SQLite no longer has while SQLite still has its snapshots
 // (orphans in the source must be named, not silently left or deleted).
 for (const foreignKey of [true, false]) {
   const target = foreignKey ? "" : " (the target has no foreign key)";
   Deno.test(`a rerun names the snapshots of a track deleted in SQLite; nothing is written${target}`, async () => {
     await withTarget(async (env) => {
-      if (!foreignKey) {
-        await env.sql.unsafe(
-          `ALTER TABLE ${env.schema}.snapshots DROP CONSTRAINT snapshots_track_id_fkey`,
-        );
-      }
-      const [tracks, snapshots] = bulkRows(300, 5);
-      writeSqlite(env.sqlitePath, tracks, snapshots);
-      await migrate(env.options);
+      await migratedBulk(env, foreignKey);
       const before = await contentOf(env);
       const db = new DatabaseSync(env.sqlitePath);
       db.exec("DELETE FROM tracks WHERE track_id = 'bulk000002'");
@@ -3505,14 +3510,7 @@ for (const foreignKey of [true, false]) {
 
   Deno.test(`a rerun names a new snapshot whose track exists nowhere; nothing is written${target}`, async () => {
     await withTarget(async (env) => {
-      if (!foreignKey) {
-        await env.sql.unsafe(
-          `ALTER TABLE ${env.schema}.snapshots DROP CONSTRAINT snapshots_track_id_fkey`,
-        );
-      }
-      const [tracks, snapshots] = bulkRows(300, 5);
-      writeSqlite(env.sqlitePath, tracks, snapshots);
-      await migrate(env.options);
+      await migratedBulk(env, foreignKey);
       const before = await contentOf(env);
       const db = new DatabaseSync(env.sqlitePath);
       db.exec(`INSERT INTO snapshots VALUES ('ghost', '2024-05-01', 'short_term', 1);
@@ -3533,14 +3531,7 @@ for (const foreignKey of [true, false]) {
   // Kills: a rerun that checks orphans only among the rows it stages.
   Deno.test(`a rerun names a snapshot whose track both sides lost, while other rows change${target}`, async () => {
     await withTarget(async (env) => {
-      if (!foreignKey) {
-        await env.sql.unsafe(
-          `ALTER TABLE ${env.schema}.snapshots DROP CONSTRAINT snapshots_track_id_fkey`,
-        );
-      }
-      const [tracks, snapshots] = bulkRows(300, 5);
-      writeSqlite(env.sqlitePath, tracks, snapshots);
-      await migrate(env.options);
+      await migratedBulk(env, foreignKey);
       // The app deleted a track in both databases but kept its snapshots
       // (possible only where no foreign key stops it).
       const db = new DatabaseSync(env.sqlitePath);
