@@ -22,7 +22,8 @@
 // | the target's own schema: types, limits, columns,    | the tutorial's schema (indexes, constraints, comments, CLUSTER,  |
 // | keys; every index and constraint as before          | replica identity intact); drifted targets; columns; a type it    |
 // |                                                     | cannot fill; any schema name; --create-schema's tutorial tables  |
-// | verified from the source before COMMIT              | a target trigger that changes name / rewrites raw_json; digests  |
+// | verified from the source before COMMIT              | a target trigger that changes name / rewrites raw_json, a rule;  |
+// |                                                     | digests                                                          |
 // |                                                     | agree for every kind of column; jsonbText(); hashTextExtended(); |
 // |                                                     | --verify-only names the rows that differ; other digits, equal    |
 // | reruns rewrite nothing that did not change          | a rerun over unchanged data (xmin of every row of both tables);  |
@@ -2777,6 +2778,27 @@ Deno.test("a rerun whose write fires a trigger that changes an unchanged row fai
       ["content-mismatch", ["d"]],
     ]);
     assert.deepEqual(await counts(env), [4, 1]);
+  });
+});
+
+Deno.test("a rerun whose insert a rule echoes into tracks fails verification and rolls back", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a")]);
+    await migrate(env.options);
+    // A rule, like a trigger, writes a row no statement of the rerun names:
+    // the rerun must count the table, not add up what its statements said.
+    await env.sql.unsafe(`
+      CREATE RULE ghost AS ON INSERT TO ${env.schema}.snapshots
+        DO ALSO INSERT INTO ${env.schema}.tracks (track_id, name, artist_name)
+          VALUES ('ghost of ' || NEW.track_id, 'ghost', 'ghost')`);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`INSERT INTO snapshots VALUES ('b', '2024-02-02', 'short_term', 2)`);
+    db.close();
+    const error = await rejectsWith(migrate(env.options), "verification");
+    assert.deepEqual(error.problems.map((g) => [g.kind, g.examples.map((p) => p.key)]), [
+      ["content-mismatch", ["ghost of b"]],
+    ]);
+    assert.deepEqual(await counts(env), [2, 1]);
   });
 });
 
