@@ -5093,22 +5093,25 @@ interface SourceBuckets {
   rows: number;
   /**
    * Per bucket, side by side: its row count, and the sums of its rows'
-   * digests' signed high and unsigned low halves (a bucket holds a few rows:
-   * below 2^21 rows of less than 2^32 each, a double sums a half exactly).
+   * digests' signed high and unsigned low halves (see {@link BUCKET_ROWS}).
    */
   sums: Float64Array;
   rowids: Uint32Array | Float64Array;
   bucketOf: Int32Array;
 }
 
-/** A bucket's row count and digest sum (as PostgreSQL's sum(bigint) has it). */
-const bucketCount = (ours: SourceBuckets, bucket: number) => ours.sums[3 * bucket];
-const bucketSum = (ours: SourceBuckets, bucket: number) =>
-  (BigInt(ours.sums[3 * bucket + 1]) << 32n) + BigInt(ours.sums[3 * bucket + 2]);
+/**
+ * Rows a bucket may hold: below 2^21 rows of less than 2^32 each, a double
+ * sums a half exactly, so both sides compare numbers, no BigInt (reading a
+ * large table's buckets back made a BigInt or four per bucket, and 20 MB of
+ * garbage). With about four rows a bucket, only a target with hundreds of
+ * millions of rows more than SQLite could reach it; then the careful path.
+ */
+const BUCKET_ROWS = 2 ** 21;
 
 /**
  * About four rows a bucket: few enough that a change re-reads few rows; at
- * most 2^18 buckets (2.5 MB of counts and sums).
+ * most 2^18 buckets (6 MB of counts and sums).
  */
 function bucketsFor(rows: number): number {
   return 2 ** Math.min(18, Math.max(8, Math.ceil(Math.log2(Math.max(1, rows / 4)))));
@@ -5144,6 +5147,8 @@ async function onTheWire(): Promise<void> {
  * the young generation and added 20 MiB to a large rerun's peak.
  */
 const BUCKET_BATCH = 2_000;
+/** Batches read back between full garbage collections (about 5 ms each). */
+const BUCKET_COLLECT_BATCHES = 16;
 
 /**
  * PostgreSQL's side: the target's buckets, summed from its stored rows into
@@ -5160,14 +5165,15 @@ async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
   // The tracks' payloads that are JSON objects, counted on the way: where
   // nothing changes, the report needs no scan of its own.
   const json = payloadJson(plan);
+  // The digest's halves summed apart, as JavaScript sums them.
   const summed = tx.unsafe(
     `CREATE TEMPORARY TABLE ${table} ON COMMIT DROP AS
-     SELECT ${bucketSql(plan, size, h)} AS bucket, count(*)::int AS n, sum(${
-      rowDigestSql(h)
-    }) AS sum, count(*) FILTER (WHERE h.object)::int AS objects
-     FROM (SELECT ${hashes.map((hash, place) => `${hash} AS h${place}`).join(", ")},
-                  ${json ? isObject(json) : "false"} AS object
-           FROM ${plan.target.qualified} t OFFSET 0) h
+     SELECT bucket, count(*)::int AS n, sum(d >> 32)::int8 AS high,
+            sum(d & 4294967295)::int8 AS low, count(*) FILTER (WHERE object)::int AS objects
+     FROM (SELECT ${bucketSql(plan, size, h)} AS bucket, ${rowDigestSql(h)} AS d, h.object
+           FROM (SELECT ${hashes.map((hash, place) => `${hash} AS h${place}`).join(", ")},
+                        ${json ? isObject(json) : "false"} AS object
+                 FROM ${plan.target.qualified} t OFFSET 0) h OFFSET 0) d
      GROUP BY 1`,
   ).execute();
   summed.catch(() => {}); // awaited by differingBuckets, unless reading SQLite abandons first
@@ -5202,17 +5208,22 @@ async function differingBuckets(
   if (agree) return { differ: [], rows };
   const differ: number[] = [];
   const seen = new Uint8Array(ours.size);
-  const batches = tx.unsafe(`SELECT bucket, n, sum::text AS sum FROM ${theirs.table}`)
-    .cursor(BUCKET_BATCH);
+  const sums = ours.sums;
+  const batches = tx.unsafe(
+    `SELECT bucket, n, high::float8 AS high, low::float8 AS low FROM ${theirs.table}`,
+  ).cursor(BUCKET_BATCH);
+  let read = 0;
   for await (const batch of batches) {
-    for (const { bucket, n, sum } of batch) {
+    // V8 leaves the batches' garbage in the old generation for long: a large
+    // table's read-back grew the heap by 30 MB (CLI only; see collectGarbage).
+    if (++read % BUCKET_COLLECT_BATCHES === 0) collectGarbage();
+    for (const { bucket, n, high, low } of batch) {
       seen[bucket] = 1;
-      if (n !== bucketCount(ours, bucket) || BigInt(sum) !== bucketSum(ours, bucket)) {
-        differ.push(bucket);
-      }
+      const at = 3 * bucket;
+      if (n !== sums[at] || high !== sums[at + 1] || low !== sums[at + 2]) differ.push(bucket);
     }
   }
-  for (let b = 0; b < ours.size; b++) if (!seen[b] && bucketCount(ours, b) > 0) differ.push(b);
+  for (let b = 0; b < ours.size; b++) if (!seen[b] && sums[3 * b] > 0) differ.push(b);
   return { differ: differ.sort((a, b) => a - b), rows };
 }
 
@@ -5229,19 +5240,43 @@ async function everyBucketAgrees(
   ours: SourceBuckets,
   table: string,
 ): Promise<{ agree: boolean; rows: number }> {
-  const [{ sum, count, rows }] = await tx.unsafe(
-    `SELECT coalesce(sum((bucket + 1)::numeric * sum), 0)::text AS sum,
-       coalesce(sum((bucket + 1)::numeric * n), 0)::text AS count,
-       coalesce(sum(n), 0)::float8 AS rows FROM ${table}`,
+  const [theirs] = await tx.unsafe(
+    `SELECT coalesce(sum((bucket + 1)::numeric * n), 0)::text AS count,
+       coalesce(sum((bucket + 1)::numeric * high), 0)::text AS high,
+       coalesce(sum((bucket + 1)::numeric * low), 0)::text AS low,
+       coalesce(sum(n), 0)::float8 AS rows, coalesce(max(n), 0) AS largest FROM ${table}`,
   );
-  let ourSum = 0n;
-  let ourCount = 0;
-  for (let b = 0; b < ours.size; b++) {
-    if (bucketCount(ours, b) === 0) continue;
-    ourSum += BigInt(b + 1) * bucketSum(ours, b);
-    ourCount += (b + 1) * bucketCount(ours, b);
+  let largest = 0;
+  for (let b = 0; b < ours.size; b++) largest = Math.max(largest, ours.sums[3 * b]);
+  if (Math.max(largest, theirs.largest) >= BUCKET_ROWS) throw new Abandon("a bucket too large");
+  const agree = ["count", "high", "low"].every((part, half) =>
+    BigInt(theirs[part]) === weightedSum(ours, half)
+  );
+  return { agree, rows: theirs.rows };
+}
+
+/**
+ * The sum over buckets of (bucket + 1) × one of their sums (0: count,
+ * 1: high halves, 2: low halves), exact: each sum (below 2^53, see
+ * {@link BUCKET_ROWS}) split at 2^26, and the products summed as doubles
+ * for 256 buckets at a time (below 2^53 with at most 2^18 buckets), then
+ * as a BigInt: a thousand BigInts instead of a million.
+ */
+function weightedSum(ours: SourceBuckets, part: number): bigint {
+  const SPLIT = 2 ** 26;
+  let total = 0n;
+  for (let start = 0; start < ours.size; start += 256) {
+    let upper = 0;
+    let lower = 0;
+    for (let b = start; b < Math.min(start + 256, ours.size); b++) {
+      const value = ours.sums[3 * b + part];
+      const high = Math.floor(value / SPLIT);
+      upper += (b + 1) * high;
+      lower += (b + 1) * (value - high * SPLIT);
+    }
+    total += (BigInt(upper) << 26n) + BigInt(lower);
   }
-  return { agree: BigInt(sum) === ourSum && Number(count) === ourCount, rows };
+  return total;
 }
 
 /**
