@@ -5142,12 +5142,14 @@ async function onTheWire(): Promise<void> {
 }
 
 /**
- * Buckets fetched at a time from PostgreSQL: memory stays flat however many
- * there are. Small batches also die young: a batch of 10,000 rows outlived
- * the young generation and added 20 MiB to a large rerun's peak.
+ * Buckets read back as text, 2^10 a row (about 40 kB), a few rows at a time:
+ * a row per bucket cost a parsed object each, and half a second on the large
+ * set. Their garbage still grows V8's heap (by 30 MB, rows or text alike):
+ * the CLI collects it every so many batches (about 5 ms each; see
+ * collectGarbage).
  */
-const BUCKET_BATCH = 2_000;
-/** Batches read back between full garbage collections (about 5 ms each). */
+const BUCKET_CHUNK_BITS = 10;
+const BUCKET_CHUNKS_AT_ONCE = 4;
 const BUCKET_COLLECT_BATCHES = 16;
 
 /**
@@ -5176,9 +5178,18 @@ async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
                  FROM ${plan.target.qualified} t OFFSET 0) h OFFSET 0) d
      GROUP BY 1`,
   ).execute();
-  summed.catch(() => {}); // awaited by differingBuckets, unless reading SQLite abandons first
+  // Every bucket at once (see everyBucketAgrees), asked for right behind,
+  // so it is ready when JavaScript is.
+  const weighted = tx.unsafe(
+    `SELECT coalesce(sum((bucket + 1)::numeric * n), 0)::text AS count,
+       coalesce(sum((bucket + 1)::numeric * high), 0)::text AS high,
+       coalesce(sum((bucket + 1)::numeric * low), 0)::text AS low,
+       coalesce(sum(n), 0)::float8 AS rows, coalesce(max(n), 0) AS largest FROM ${table}`,
+  ).execute();
+  // Awaited by differingBuckets, unless reading SQLite abandons first.
+  for (const query of [summed, weighted]) query.catch(() => {});
   await onTheWire();
-  return { table, summed };
+  return { table, summed, weighted };
 }
 
 /** The tracks' payloads that are JSON objects, as {@link targetBuckets} counted them. */
@@ -5204,27 +5215,55 @@ async function differingBuckets(
   theirs: Awaited<ReturnType<typeof targetBuckets>>,
 ): Promise<{ differ: number[]; rows: number }> {
   await theirs.summed;
-  const { agree, rows } = await everyBucketAgrees(tx, ours, theirs.table);
+  const { agree, rows } = await everyBucketAgrees(ours, theirs.weighted);
   if (agree) return { differ: [], rows };
   const differ: number[] = [];
   const seen = new Uint8Array(ours.size);
   const sums = ours.sums;
-  const batches = tx.unsafe(
-    `SELECT bucket, n, high::float8 AS high, low::float8 AS low FROM ${theirs.table}`,
-  ).cursor(BUCKET_BATCH);
-  let read = 0;
-  for await (const batch of batches) {
-    // V8 leaves the batches' garbage in the old generation for long: a large
-    // table's read-back grew the heap by 30 MB (CLI only; see collectGarbage).
-    if (++read % BUCKET_COLLECT_BATCHES === 0) collectGarbage();
-    for (const { bucket, n, high, low } of batch) {
-      seen[bucket] = 1;
-      const at = 3 * bucket;
-      if (n !== sums[at] || high !== sums[at + 1] || low !== sums[at + 2]) differ.push(bucket);
+  const chunks = tx.unsafe(
+    `SELECT string_agg(concat_ws(' ', bucket, n, high, low), ' ') AS text
+     FROM ${theirs.table} GROUP BY bucket >> ${BUCKET_CHUNK_BITS}`,
+  ).cursor(BUCKET_CHUNKS_AT_ONCE);
+  const parsed = new Float64Array(4 << BUCKET_CHUNK_BITS);
+  let batches = 0;
+  for await (const batch of chunks) {
+    if (++batches % BUCKET_COLLECT_BATCHES === 0) collectGarbage();
+    for (const { text } of batch) {
+      const numbers = integersIn(text, parsed);
+      for (let i = 0; i < numbers.length; i += 4) {
+        const bucket = numbers[i];
+        seen[bucket] = 1;
+        const at = 3 * bucket;
+        if (
+          numbers[i + 1] !== sums[at] || numbers[i + 2] !== sums[at + 1] ||
+          numbers[i + 3] !== sums[at + 2]
+        ) differ.push(bucket);
+      }
     }
   }
   for (let b = 0; b < ours.size; b++) if (!seen[b] && sums[3 * b] > 0) differ.push(b);
   return { differ: differ.sort((a, b) => a - b), rows };
+}
+
+/**
+ * The integers of a text of integers separated by single spaces (exact below
+ * 2^53), in `into` where they fit: a view of it as long as they are.
+ */
+function integersIn(text: string, into: Float64Array): Float64Array<ArrayBufferLike> {
+  let count = text.length > 0 ? 1 : 0;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 0x20) count++;
+  const numbers = count <= into.length ? into.subarray(0, count) : new Float64Array(count);
+  let k = 0;
+  for (let i = 0; i < text.length; i++) {
+    const negative = text.charCodeAt(i) === 0x2d;
+    if (negative) i++;
+    let value = 0;
+    for (let c = text.charCodeAt(i); c >= 0x30 && c <= 0x39; c = text.charCodeAt(++i)) {
+      value = value * 10 + (c - 0x30);
+    }
+    numbers[k++] = negative ? -value : value;
+  }
+  return numbers;
 }
 
 /**
@@ -5236,16 +5275,10 @@ async function differingBuckets(
  * buckets cost a third of a second.
  */
 async function everyBucketAgrees(
-  tx: Tx,
   ours: SourceBuckets,
-  table: string,
+  weighted: Awaited<ReturnType<typeof targetBuckets>>["weighted"],
 ): Promise<{ agree: boolean; rows: number }> {
-  const [theirs] = await tx.unsafe(
-    `SELECT coalesce(sum((bucket + 1)::numeric * n), 0)::text AS count,
-       coalesce(sum((bucket + 1)::numeric * high), 0)::text AS high,
-       coalesce(sum((bucket + 1)::numeric * low), 0)::text AS low,
-       coalesce(sum(n), 0)::float8 AS rows, coalesce(max(n), 0) AS largest FROM ${table}`,
-  );
+  const [theirs] = await weighted;
   let largest = 0;
   for (let b = 0; b < ours.size; b++) largest = Math.max(largest, ours.sums[3 * b]);
   if (Math.max(largest, theirs.largest) >= BUCKET_ROWS) throw new Abandon("a bucket too large");
@@ -5395,13 +5428,22 @@ async function rerunByBuckets(
       throw new Abandon("verify-only found differences");
     }
     const extras = new Map<TablePlan, string>();
+    /** How the target's count of JSON objects changes with the writes. */
+    let objects = 0;
     for (const plan of changed) {
       const started = performance.now();
       step(`staging the ${plan.spec.name} rows of ${differ.get(plan)!.length} differing bucket(s)`);
-      extras.set(
+      const staged = await stageBuckets(
+        sp,
+        source,
         plan,
-        await stageBuckets(sp, source, plan, options, log, sources.get(plan)!, differ.get(plan)!),
+        options,
+        log,
+        sources.get(plan)!,
+        differ.get(plan)!,
       );
+      extras.set(plan, staged.extra);
+      objects += staged.objects;
       written.get(plan)!.seconds += (performance.now() - started) / 1000;
     }
     for (const plan of plans) await orphansAfterChanges(sp, plans, plan, extras);
@@ -5444,10 +5486,13 @@ async function rerunByBuckets(
       const sqlite = source.tables[plan.spec.name].rows;
       counts.push({ table: plan.spec.name, sqlite, expected: sqlite, postgres: n });
     }
+    // Counted while summing buckets, and changed as the writes said; a
+    // trigger could change more: count again.
+    const counted = triggered && changed.length > 0 ? undefined : await countedObjects(sp, theirs);
     const { jsonObjects, sample } = await payloadChecks(
       sp,
       plans,
-      changed.length === 0 ? await countedObjects(sp, theirs) : undefined,
+      counted === undefined ? undefined : counted + objects,
     );
     return {
       written,
@@ -5504,7 +5549,7 @@ async function stageBuckets(
   log: ValidationLog,
   ours: SourceBuckets,
   differ: number[],
-): Promise<string> {
+): Promise<{ extra: string; objects: number }> {
   await createStaging(tx, plan, false);
   const wanted = new Uint8Array(ours.size);
   for (const bucket of differ) wanted[bucket] = 1;
@@ -5535,9 +5580,11 @@ async function stageBuckets(
   const name = (what: string) => `pg_temp.${q(`migrate_${what}_${plan.spec.name}`)}`;
   const theirs = name("target");
   const keys = plan.spec.key.map((k) => `t.${q(k)}`).join(", ");
+  const json = payloadJson(plan);
   await tx.unsafe(
     `CREATE TEMPORARY TABLE ${theirs} ON COMMIT DROP AS
-     SELECT ${keys}, ${digestSql(plan)} AS ${DIGEST} FROM ${plan.target.qualified} t
+     SELECT ${keys}, ${digestSql(plan)} AS ${DIGEST}, ${json ? isObject(json) : "false"} AS object
+     FROM ${plan.target.qualified} t
      WHERE ${bucketSql(plan, ours.size)} = ANY($1::int[])`,
     [differ],
   );
@@ -5559,7 +5606,15 @@ async function stageBuckets(
     WHERE NOT EXISTS (SELECT FROM ${plan.staging} s WHERE ${keyMatch(plan, "s", "t")})`);
   await tx.unsafe(`ANALYZE ${plan.changes}`);
   await tx.unsafe(`ANALYZE ${extra}`);
-  return extra;
+  // Once written, the target's rows of these buckets are the staged ones:
+  // the change in its count of JSON objects, for the report.
+  const [{ objects }] = json
+    ? await tx.unsafe(
+      `SELECT (SELECT count(*) FROM ${plan.staging} t WHERE ${isObject(json)})
+            - (SELECT count(*) FROM ${theirs} WHERE object) AS objects`,
+    )
+    : [{ objects: 0 }];
+  return { extra, objects: Number(objects) };
 }
 
 /**

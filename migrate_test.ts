@@ -2802,6 +2802,31 @@ Deno.test("a rerun whose insert a rule echoes into tracks fails verification and
   });
 });
 
+// Kills: a rerun that reports the JSON objects counted before its writes, or
+// adds up the change wrongly (it counts them while summing buckets, then adds
+// what its writes changed).
+Deno.test("a rerun's count of JSON objects follows what it wrote", async () => {
+  await withTarget(async (env) => {
+    const tracks = ["a", "b", "c"].map((id) => track(id));
+    writeSqlite(env.sqlitePath, [...tracks, track("d", { raw_json: "[1]" })], [snapshot("c")]);
+    await migrate(env.options);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`UPDATE tracks SET raw_json = '"a string"' WHERE track_id = 'a';
+             DELETE FROM tracks WHERE track_id = 'b';
+             INSERT INTO tracks (track_id, name, artist_name, raw_json)
+               VALUES ('e', 'E', 'Artist', '{"id": "e"}'), ('f', 'F', 'Artist', 'true')`);
+    db.close();
+    const report = await migrate({ ...env.options, prune: true });
+    const written = report.tables.map((t) => [t.inserted, t.updated, t.pruned]);
+    assert.deepEqual(written, [[2, 1, 1], [0, 0, 0]]);
+    const [{ n }] = await env.sql.unsafe(
+      `SELECT count(*)::int AS n FROM ${env.schema}.tracks WHERE jsonb_typeof(raw_json) = 'object'`,
+    );
+    assert.equal(n, 2); // c and e
+    assert.equal(report.verification.jsonObjects, 2);
+  });
+});
+
 // Found in review: with row digests that were only their fields' hashes XORed,
 // these two rows (one bucket of 256) swapping ranks changed the bucket's sum
 // not at all, and the rerun committed the old ranks as verified.
