@@ -1733,12 +1733,19 @@ type Validator = (value: unknown) => CleanValue | Invalid;
 function validatorFor(column: TargetColumn, rule: TypeRule): Validator {
   const check = valueCheck(column, rule);
   const nullable = !column.notNull;
+  // A verdict depends on the value alone: the last one is kept, since rows
+  // in a row repeat values (a snapshot's date and time range, mostly).
+  let lastValue: unknown = undefined;
+  let lastVerdict: CleanValue | Invalid = null;
   return (value) => {
     if (value === null || (rule.kind === "json" && value === "")) {
       // The seed stores empty raw_json as SQL NULL; keep that.
       return nullable ? null : INVALID["null-value"];
     }
-    return check(value);
+    if (value === lastValue) return lastVerdict;
+    lastVerdict = check(value);
+    lastValue = typeof value === "string" || typeof value === "number" ? value : undefined;
+    return lastVerdict;
   };
 }
 
