@@ -2238,15 +2238,30 @@ const TARGET_INDEXES = `
   FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid
   WHERE i.indrelid = $1::oid ORDER BY ci.relname`;
 
-// Rules too: like a trigger, a rule can write rows no statement of ours names;
-// and those of a partitioned table's partitions, where our rows land (a
-// trigger defined on the parent has a clone of the same name on each).
+// Whatever can write rows no statement of ours names: triggers, rules (also
+// those of a partitioned table's partitions, where our rows land; a trigger
+// defined on the parent has a clone of the same name on each), and foreign
+// keys of other tables or columns whose ON DELETE writes referencing rows
+// when a rerun prunes (not the tables' own reference, $2 on columns $3: the
+// orphan checks leave it nothing to delete).
 const TARGET_TRIGGERS = `
-  WITH tree AS (SELECT $1::oid AS relid UNION SELECT relid FROM pg_partition_tree($1::oid))
+  WITH tree AS (SELECT $1::oid AS relid UNION SELECT relid FROM pg_partition_tree($1::oid)),
+       own AS (SELECT to_regclass($2)::oid AS relid
+               UNION SELECT relid FROM pg_partition_tree(to_regclass($2)))
   SELECT tgname AS name FROM pg_trigger WHERE tgrelid IN (SELECT relid FROM tree) AND NOT tgisinternal
   UNION
   SELECT 'rule ' || rulename FROM pg_rewrite
   WHERE ev_class IN (SELECT relid FROM tree) AND rulename <> '_RETURN'
+  UNION
+  SELECT 'foreign key ' || c.conname || ' (ON DELETE '
+         || CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END
+         || ')'
+  FROM pg_constraint c
+  WHERE c.contype = 'f' AND c.confrelid IN (SELECT relid FROM tree) AND c.confdeltype NOT IN ('a', 'r')
+    AND NOT coalesce(c.conrelid IN (SELECT relid FROM own) AND ARRAY(
+      SELECT a.attname::text FROM pg_attribute a
+      WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+      ORDER BY a.attname::text COLLATE "C") = $3::text[], false)
   ORDER BY 1`;
 
 /** The target table's shape from PostgreSQL's catalog, or null when there is no such table. */
@@ -2271,7 +2286,12 @@ async function readTarget(tx: Tx, schema: string, name: string): Promise<TargetT
   }));
   const constraints = (await tx.unsafe(TARGET_CONSTRAINTS, [oid])) as unknown as TargetConstraint[];
   const indexes = (await tx.unsafe(TARGET_INDEXES, [oid])) as unknown as TargetIndex[];
-  const triggers = (await tx.unsafe(TARGET_TRIGGERS, [oid])).map((row) => row.name as string);
+  const own = TABLES.find((t) => t.references?.table === name);
+  const triggers = (await tx.unsafe(TARGET_TRIGGERS, [
+    oid,
+    own ? `${q(schema)}.${q(own.name)}` : null,
+    [...own?.references?.columns ?? []].sort(),
+  ])).map((row) => row.name as string);
   return {
     oid,
     schema: q(schema),

@@ -2893,6 +2893,52 @@ Deno.test("a rerun sees rows written beyond its own statements: triggers on part
   }
 });
 
+// Found in review (older than the derived count): a foreign key with ON DELETE
+// SET NULL from a migrated column changed a kept track when the rerun pruned
+// another, and the run committed it. Such keys now count as triggers; the
+// snapshots' own reference, whatever its ON DELETE, does not (the orphan
+// checks leave it nothing to delete).
+Deno.test("a foreign key whose ON DELETE writes a kept row counts as a trigger; the snapshots' own does not", async () => {
+  await withTarget(async (env) => {
+    await env.sql.unsafe(`ALTER TABLE ${env.schema}.tracks
+      ADD FOREIGN KEY (album_name) REFERENCES ${env.schema}.tracks(track_id) ON DELETE SET NULL`);
+    writeSqlite(env.sqlitePath, [
+      track("a", { album_name: null }),
+      track("b", { album_name: null }),
+      track("c", { album_name: "b" }),
+    ], [snapshot("a")]);
+    await migrate(env.options);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`DELETE FROM tracks WHERE track_id = 'b'`);
+    db.close();
+    await rejectsWith(migrate({ ...env.options, prune: true }), "verification");
+    const rows = await env.sql.unsafe(
+      `SELECT track_id, album_name FROM ${env.schema}.tracks ORDER BY 1`,
+    );
+    assert.deepEqual(rows.map((r) => [r.track_id, r.album_name]), [
+      ["a", null],
+      ["b", null],
+      ["c", "b"],
+    ]);
+  });
+  await withTarget(async (env) => {
+    const [{ name }] = await env.sql.unsafe(`SELECT conname AS name FROM pg_constraint
+      WHERE conrelid = '${env.schema}.snapshots'::regclass AND contype = 'f'`);
+    await env.sql.unsafe(`ALTER TABLE ${env.schema}.snapshots DROP CONSTRAINT ${name},
+      ADD FOREIGN KEY (track_id) REFERENCES ${env.schema}.tracks(track_id) ON DELETE CASCADE`);
+    writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a"), snapshot("b")]);
+    await migrate(env.options);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`DELETE FROM snapshots WHERE track_id = 'b'; DELETE FROM tracks WHERE track_id = 'b'`);
+    db.close();
+    const steps: string[] = [];
+    const report = await migrate({ ...env.options, prune: true, onStep: (s) => steps.push(s) });
+    assert.deepEqual(report.columns.map((c) => c.target.triggers), [[], []]);
+    assert.ok(!steps.some((s) => s.includes("the fast path stopped")), steps.join("\n"));
+    assert.deepEqual(await counts(env), [1, 1]);
+  });
+});
+
 // Found in review: reading buckets back, a parser that dropped minus signs
 // only staged more buckets than differed; this holds it to the five that do.
 Deno.test("a rerun that inserts, updates and prunes stages only the buckets that differ", async () => {
