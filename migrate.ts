@@ -5215,7 +5215,7 @@ async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
     `SELECT coalesce(sum((bucket + 1)::numeric * n), 0)::text AS count,
        coalesce(sum((bucket + 1)::numeric * high), 0)::text AS high,
        coalesce(sum((bucket + 1)::numeric * low), 0)::text AS low,
-       coalesce(sum(n), 0)::float8 AS rows, coalesce(max(n), 0) AS largest FROM ${table}`,
+       coalesce(max(n), 0) AS largest, coalesce(sum(objects), 0)::int AS objects FROM ${table}`,
   ).execute();
   // Awaited by differingBuckets, unless reading SQLite abandons first.
   for (const query of [summed, weighted]) query.catch(() => {});
@@ -5225,29 +5225,22 @@ async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
 
 /** The tracks' payloads that are JSON objects, as {@link targetBuckets} counted them. */
 async function countedObjects(
-  tx: Tx,
   theirs: Map<TablePlan, Awaited<ReturnType<typeof targetBuckets>>>,
 ): Promise<number | undefined> {
   const tracks = [...theirs.keys()].find((plan) => payloadJson(plan) !== null);
   if (!tracks) return undefined;
-  const [{ objects }] = await tx.unsafe(
-    `SELECT coalesce(sum(objects), 0)::int AS objects FROM ${theirs.get(tracks)!.table}`,
-  );
+  const [{ objects }] = await theirs.get(tracks)!.weighted;
   return objects;
 }
 
-/**
- * The buckets whose count or sum differ between the two sides, and the rows
- * PostgreSQL counted.
- */
+/** The buckets whose count or sums differ between the two sides. */
 async function differingBuckets(
   tx: Tx,
   ours: SourceBuckets,
   theirs: Awaited<ReturnType<typeof targetBuckets>>,
-): Promise<{ differ: number[]; rows: number }> {
+): Promise<number[]> {
   await theirs.summed;
-  const { agree, rows } = await everyBucketAgrees(ours, theirs.weighted);
-  if (agree) return { differ: [], rows };
+  if (await everyBucketAgrees(ours, theirs.weighted)) return [];
   const differ: number[] = [];
   const seen = new Uint8Array(ours.size);
   const sums = ours.sums;
@@ -5273,7 +5266,7 @@ async function differingBuckets(
     }
   }
   for (let b = 0; b < ours.size; b++) if (!seen[b] && sums[3 * b] > 0) differ.push(b);
-  return { differ: differ.sort((a, b) => a - b), rows };
+  return differ.sort((a, b) => a - b);
 }
 
 /**
@@ -5299,24 +5292,23 @@ function integersIn(text: string, into: Float64Array): Float64Array<ArrayBufferL
 
 /**
  * Every bucket at once, before reading any back: the sums over buckets of
- * (bucket + 1) × count and (bucket + 1) × digest sum, exact on both sides.
- * Where every bucket agrees they do; where one differs, its digest sum does
- * by the digests of the rows that differ, and the weighted totals could still
- * agree only by a 64-bit coincidence. Reading back a medium table's 2^17
- * buckets cost a third of a second.
+ * (bucket + 1) × its count, × its high halves' sum and × its low halves'
+ * sum, exact on both sides. Where every bucket agrees they do; where one
+ * differs, its sums do by the digests of the rows that differ, and the
+ * weighted totals could still agree only by a 64-bit coincidence. Where
+ * nothing changed, no bucket is read back.
  */
 async function everyBucketAgrees(
   ours: SourceBuckets,
   weighted: Awaited<ReturnType<typeof targetBuckets>>["weighted"],
-): Promise<{ agree: boolean; rows: number }> {
+): Promise<boolean> {
   const [theirs] = await weighted;
   let largest = 0;
   for (let b = 0; b < ours.size; b++) largest = Math.max(largest, ours.sums[3 * b]);
   if (Math.max(largest, theirs.largest) >= BUCKET_ROWS) throw new Abandon("a bucket too large");
-  const agree = ["count", "high", "low"].every((part, half) =>
-    BigInt(theirs[part]) === weightedSum(ours, half)
+  return ["count", "high", "low"].every((name, part) =>
+    BigInt(theirs[name]) === weightedSum(ours, part)
   );
-  return { agree, rows: theirs.rows };
 }
 
 /**
@@ -5419,8 +5411,6 @@ async function rerunByBuckets(
     step("comparing SQLite with PostgreSQL, bucket by bucket");
     const sources = new Map<TablePlan, SourceBuckets>();
     const differ = new Map<TablePlan, number[]>();
-    /** Rows PostgreSQL counted in each table, bucket by bucket, before any write. */
-    const before = new Map<TablePlan, number>();
     const written = new Map<TablePlan, Written>(
       plans.map((p) => [p, { inserted: 0, updated: 0, pruned: 0, seconds: 0 }]),
     );
@@ -5445,9 +5435,7 @@ async function rerunByBuckets(
     }
     for (const plan of plans) {
       const started = performance.now();
-      const found = await differingBuckets(sp, sources.get(plan)!, theirs.get(plan)!);
-      differ.set(plan, found.differ);
-      before.set(plan, found.rows);
+      differ.set(plan, await differingBuckets(sp, sources.get(plan)!, theirs.get(plan)!));
       written.get(plan)!.seconds += (performance.now() - started) / 1000;
     }
     // From here on JavaScript mostly waits: workers may help PostgreSQL.
@@ -5511,7 +5499,7 @@ async function rerunByBuckets(
       // statements can write (a trigger on a partition, a foreign key's
       // ON DELETE CASCADE from another table), and their counts would not say.
       const [{ n }] = changed.length === 0
-        ? [{ n: before.get(plan)! }]
+        ? [{ n: ours.rows }]
         : await sp.unsafe(`SELECT count(*)::int AS n FROM ${plan.target.qualified}`);
       if (n !== ours.rows) throw new Abandon(`row count of ${plan.spec.name}`);
       const sqlite = source.tables[plan.spec.name].rows;
@@ -5519,7 +5507,7 @@ async function rerunByBuckets(
     }
     // Counted while summing buckets, and changed as the writes said; a
     // trigger could change more: count again.
-    const counted = triggered && changed.length > 0 ? undefined : await countedObjects(sp, theirs);
+    const counted = triggered && changed.length > 0 ? undefined : await countedObjects(theirs);
     const { jsonObjects, sample } = await payloadChecks(
       sp,
       plans,
