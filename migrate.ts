@@ -2806,15 +2806,17 @@ async function analyzeStaging(
   plan: TablePlan,
   tables = [plan.staging, plan.keys],
 ): Promise<void> {
+  for (const statement of analyzeSql(plan, tables)) await tx.unsafe(statement);
+}
+
+function analyzeSql(plan: TablePlan, tables: string[]): string[] {
   const columns = plan.spec.key.map(q);
-  for (const table of new Set(tables)) {
-    await tx.unsafe(
-      `ALTER TABLE ${table} ${
-        columns.map((c) => `ALTER COLUMN ${c} SET STATISTICS ${STAGING_STATISTICS}`).join(", ")
-      }`,
-    );
-    await tx.unsafe(`ANALYZE ${table} (${columns.join(", ")})`);
-  }
+  return [...new Set(tables)].flatMap((table) => [
+    `ALTER TABLE ${table} ${
+      columns.map((c) => `ALTER COLUMN ${c} SET STATISTICS ${STAGING_STATISTICS}`).join(", ")
+    }`,
+    `ANALYZE ${table} (${columns.join(", ")})`,
+  ]);
 }
 
 /** The keys-and-digests table of a rerun that ships keys first. */
@@ -4933,8 +4935,14 @@ class Prefetch {
   /** Bytes inflated since the last collection. */
   #inflated = 0;
 
-  constructor(lines: Iterable<string>) {
+  #size: number;
+  #pack: boolean;
+
+  /** `pack`: deflate full chunks (worth it only while JavaScript would idle). */
+  constructor(lines: Iterable<string>, { bytes = PREFETCH_BYTES, pack = true } = {}) {
     this.#lines = lines[Symbol.iterator]();
+    this.#size = bytes;
+    this.#pack = pack;
   }
 
   /** Makes a few dozen lines; false when all are made or the buffer is full. */
@@ -4959,7 +4967,7 @@ class Prefetch {
 
   /** Writes text at the head of the ring; false when there is no room for it yet. */
   #store(text: string): boolean {
-    const ring = this.#ring ??= new Uint8Array(PREFETCH_BYTES);
+    const ring = this.#ring ??= new Uint8Array(this.#size);
     const need = text.length * 3; // UTF-8 bytes, at most
     if (this.#used === 0) this.#open = this.#head = 0;
     const tail = this.#chunks.length > 0 ? this.#chunks[0].bytes.byteOffset : this.#open;
@@ -4986,7 +4994,7 @@ class Prefetch {
     if (this.#head === this.#open) return;
     const ring = this.#ring!;
     const text = ring.subarray(this.#open, this.#head);
-    const packed = deflateRawSync(text, { level: PREFETCH_DEFLATE_LEVEL });
+    const packed = this.#pack ? deflateRawSync(text, { level: PREFETCH_DEFLATE_LEVEL }) : text;
     if (packed.length < text.length) {
       ring.set(packed, this.#open);
       this.#used -= text.length - packed.length;
@@ -5005,11 +5013,8 @@ class Prefetch {
   }
 
   /** Waits for `work`, making lines in between its turns of the event loop. */
-  async during<T>(work: Promise<T>): Promise<T> {
-    let settled = false;
-    work.then(() => (settled = true), () => (settled = true));
-    while (!settled && this.step()) await new Promise((resolve) => setImmediate(resolve));
-    return await work;
+  during<T>(work: Promise<T>): Promise<T> {
+    return makingAhead([this], work);
   }
 
   /** Hands out the oldest chunk; its room is free once the caller comes back. */
@@ -5046,6 +5051,20 @@ class Prefetch {
     this.#pending = "";
     for (let next = this.#lines.next(); !next.done; next = this.#lines.next()) yield next.value;
   }
+}
+
+/**
+ * Waits for `work`, making lines in between its turns of the event loop:
+ * the first Prefetch's until all are made or its buffer is full, then the
+ * next one's.
+ */
+async function makingAhead<T>(aheads: Prefetch[], work: Promise<T>): Promise<T> {
+  let settled = false;
+  work.then(() => (settled = true), () => (settled = true));
+  for (const ahead of aheads) {
+    while (!settled && ahead.step()) await new Promise((resolve) => setImmediate(resolve));
+  }
+  return await work;
 }
 
 /**
@@ -5211,11 +5230,16 @@ async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
   ).execute();
   // Every bucket at once (see everyBucketAgrees), asked for right behind,
   // so it is ready when JavaScript is.
+  // In bigint, not numeric (a quarter of the time over 2^18 buckets): each
+  // sum split at 2^26 keeps every product below 2^45 and their sum below 2^63.
+  const split = (sum: string) =>
+    [" >> 26", " & 67108863"].map((part, i) =>
+      `coalesce(sum((bucket + 1)::int8 * (${sum}${part})), 0)::text AS ${sum}${i}`
+    ).join(", ");
   const weighted = tx.unsafe(
-    `SELECT coalesce(sum((bucket + 1)::numeric * n), 0)::text AS count,
-       coalesce(sum((bucket + 1)::numeric * high), 0)::text AS high,
-       coalesce(sum((bucket + 1)::numeric * low), 0)::text AS low,
-       coalesce(max(n), 0) AS largest, coalesce(sum(objects), 0)::int AS objects FROM ${table}`,
+    `SELECT coalesce(sum((bucket + 1)::int8 * n), 0)::text AS count, ${split("high")},
+       ${split("low")}, coalesce(max(n), 0) AS largest,
+       coalesce(sum(objects), 0)::int AS objects FROM ${table}`,
   ).execute();
   // Awaited by differingBuckets, unless reading SQLite abandons first.
   for (const query of [summed, weighted]) query.catch(() => {});
@@ -5306,8 +5330,9 @@ async function everyBucketAgrees(
   let largest = 0;
   for (let b = 0; b < ours.size; b++) largest = Math.max(largest, ours.sums[3 * b]);
   if (Math.max(largest, theirs.largest) >= BUCKET_ROWS) throw new Abandon("a bucket too large");
-  return ["count", "high", "low"].every((name, part) =>
-    BigInt(theirs[name]) === weightedSum(ours, part)
+  const whole = (name: string) => (BigInt(theirs[`${name}0`]) << 26n) + BigInt(theirs[`${name}1`]);
+  return [BigInt(theirs.count), whole("high"), whole("low")].every((total, part) =>
+    total === weightedSum(ours, part)
   );
 }
 
@@ -5438,8 +5463,6 @@ async function rerunByBuckets(
       differ.set(plan, await differingBuckets(sp, sources.get(plan)!, theirs.get(plan)!));
       written.get(plan)!.seconds += (performance.now() - started) / 1000;
     }
-    // From here on JavaScript mostly waits: workers may help PostgreSQL.
-    await parallelScans(sp);
     const changed = plans.filter((p) => differ.get(p)!.length > 0);
     if (changed.length === 0) {
       for (const plan of plans) await orphansInTarget(sp, plans, plan);
@@ -5449,22 +5472,43 @@ async function rerunByBuckets(
     const extras = new Map<TablePlan, string>();
     /** How the target's count of JSON objects changes with the writes. */
     let objects = 0;
-    for (const plan of changed) {
+    // The source rows of the differing buckets are read again and staged
+    // whole. Every scan for the target's rows of those buckets goes first;
+    // SQLite's rows are made ahead while PostgreSQL scans, copies, or
+    // compares the table before (unpacked: JavaScript is not idle here).
+    for (const plan of changed) await createStaging(sp, plan, false);
+    let before: Promise<unknown> = Promise.all(
+      changed.map((plan) => scanBuckets(sp, plan, sources.get(plan)!, differ.get(plan)!)),
+    );
+    // Awaited below, unless reading SQLite abandons first.
+    before.catch(() => {});
+    await onTheWire();
+    const aheads = changed.map((plan) =>
+      new Prefetch(
+        bucketLines(source, plan, options, log, sources.get(plan)!, differ.get(plan)!),
+        { bytes: STAGE_AHEAD_BYTES, pack: false },
+      )
+    );
+    for (const [i, plan] of changed.entries()) {
       const started = performance.now();
       step(`staging the ${plan.spec.name} rows of ${differ.get(plan)!.length} differing bucket(s)`);
-      const staged = await stageBuckets(
+      await makingAhead(aheads.slice(i), before);
+      await copyInto(
         sp,
-        source,
-        plan,
-        options,
-        log,
-        sources.get(plan)!,
-        differ.get(plan)!,
+        `${plan.staging} (${columnList(plan)}, ${DIGEST})`,
+        aheads[i].lines(),
+        () => {},
+        aheads[i + 1],
       );
+      const staged = compareBuckets(sp, plan);
       extras.set(plan, staged.extra);
-      objects += staged.objects;
+      before = staged.compared.then((delta) => objects += delta);
+      before.catch(() => {});
       written.get(plan)!.seconds += (performance.now() - started) / 1000;
     }
+    await before;
+    // From here on JavaScript mostly waits: workers may help PostgreSQL.
+    await parallelScans(sp);
     for (const plan of plans) await orphansAfterChanges(sp, plans, plan, extras);
     for (const plan of [...changed].reverse()) {
       const [{ n }] = await sp.unsafe(`SELECT count(*)::int AS n FROM ${extras.get(plan)}`);
@@ -5554,86 +5598,114 @@ async function noOtherWrites(tx: Tx, plan: TablePlan, written: Written): Promise
   }
 }
 
+/** What a rerun's staging makes ahead of each table's COPY: see {@link rerunByBuckets}. */
+const STAGE_AHEAD_BYTES = 4 << 20;
+
+/** A changed table's temporary tables, named by what they hold. */
+const rerunTable = (plan: TablePlan, what: string) =>
+  `pg_temp.${q(`migrate_${what}_${plan.spec.name}`)}`;
+
 /**
- * Stages the source rows of the differing buckets (read again by rowid) and
- * compares them with the target's rows of the same buckets, as the careful
- * path's comparison does: `plan.changes` holds what to write. Returns the
- * table of keys in those buckets that only PostgreSQL has.
+ * Sends, without waiting, the scan for the target's rows of the differing
+ * buckets (every key hashed), into a table of their keys and digests: it
+ * runs while JavaScript reads SQLite's rows of those buckets again.
  */
-async function stageBuckets(
-  tx: Tx,
+function scanBuckets(tx: Tx, plan: TablePlan, ours: SourceBuckets, differ: number[]) {
+  const json = payloadJson(plan);
+  const scanned = tx.unsafe(
+    `CREATE TEMPORARY TABLE ${rerunTable(plan, "target")} ON COMMIT DROP AS
+     SELECT ${plan.spec.key.map((k) => `t.${q(k)}`).join(", ")}, ${digestSql(plan)} AS ${DIGEST},
+            ${json ? isObject(json) : "false"} AS object
+     FROM ${plan.target.qualified} t
+     WHERE ${bucketSql(plan, ours.size)} = ANY('{${differ.join(",")}}'::int[])`,
+  ).execute();
+  scanned.catch(() => {});
+  return scanned;
+}
+
+/**
+ * Sends statements at once: PostgreSQL runs them in order while JavaScript
+ * goes on. Settles with their results, or with the first one's failure.
+ */
+function queued(tx: Tx, statements: string[]): Promise<Record<string, unknown>[][]> {
+  const results = statements.map((text) => tx.unsafe(text).execute());
+  for (const result of results) result.catch(() => {});
+  return Promise.all(results);
+}
+
+/**
+ * The COPY lines of the source rows of the differing buckets, read again by
+ * rowid, a page a query (--batch-size, as readRows pages), not one.
+ */
+function* bucketLines(
   source: Source,
   plan: TablePlan,
   options: Options,
   log: ValidationLog,
   ours: SourceBuckets,
   differ: number[],
-): Promise<{ extra: string; objects: number }> {
-  await createStaging(tx, plan, false);
+): Generator<string> {
   const wanted = new Uint8Array(ours.size);
   for (const bucket of differ) wanted[bucket] = 1;
   const rowids: number[] = [];
   for (let r = 0; r < ours.rows; r++) if (wanted[ours.bucketOf[r]]) rowids.push(ours.rowids[r]);
-  // A page of rows a query (--batch-size, as readRows pages), not one.
   const lookup = prepareArrays(
     source.db,
     `SELECT ${sourceColumns(source, plan)} FROM ${q(plan.spec.name)}
      WHERE rowid IN (SELECT value FROM json_each(?))`,
   );
   const digest = new RowDigest();
-  const lines = function* () {
-    for (let at = 0; at < rowids.length; at += options.batchSize) {
-      const batch = rowids.slice(at, at + options.batchSize);
-      const rows = lookup.all(JSON.stringify(batch));
-      if (rows.length !== batch.length) {
-        throw new Abandon(`${plan.spec.name} changed while reading`);
-      }
-      for (const row of rows) {
-        const clean = validateRow(source, plan, row, options, log.problems, log.policies);
-        if (!clean) throw new Abandon(`${plan.spec.name} changed while reading`);
-        yield copyLine([...clean, rowDigest(digest, plan, clean).value]);
-      }
+  for (let at = 0; at < rowids.length; at += options.batchSize) {
+    const batch = rowids.slice(at, at + options.batchSize);
+    const rows = lookup.all(JSON.stringify(batch));
+    if (rows.length !== batch.length) throw new Abandon(`${plan.spec.name} changed while reading`);
+    for (const row of rows) {
+      const clean = validateRow(source, plan, row, options, log.problems, log.policies);
+      if (!clean) throw new Abandon(`${plan.spec.name} changed while reading`);
+      yield copyLine([...clean, rowDigest(digest, plan, clean).value]);
     }
-  };
-  await copyInto(tx, `${plan.staging} (${columnList(plan)}, ${DIGEST})`, lines(), () => {});
-  const name = (what: string) => `pg_temp.${q(`migrate_${what}_${plan.spec.name}`)}`;
-  const theirs = name("target");
+  }
+}
+
+/**
+ * Sends, without waiting, the comparison of a table's staged rows with the
+ * target's rows of the same buckets (see {@link scanBuckets}), as the
+ * careful path's comparison does: `plan.changes` holds what to write,
+ * `extra` the keys in those buckets that only PostgreSQL has. `compared`
+ * settles with how the target's count of JSON objects changes once written.
+ */
+function compareBuckets(tx: Tx, plan: TablePlan): { extra: string; compared: Promise<number> } {
+  const theirs = rerunTable(plan, "target");
   const keys = plan.spec.key.map((k) => `t.${q(k)}`).join(", ");
   const json = payloadJson(plan);
-  await tx.unsafe(
-    `CREATE TEMPORARY TABLE ${theirs} ON COMMIT DROP AS
-     SELECT ${keys}, ${digestSql(plan)} AS ${DIGEST}, ${json ? isObject(json) : "false"} AS object
-     FROM ${plan.target.qualified} t
-     WHERE ${bucketSql(plan, ours.size)} = ANY($1::int[])`,
-    [differ],
-  );
-  await analyzeStaging(tx, plan, [plan.staging, theirs]);
   const k = q(plan.spec.key[0]);
-  plan.changes = name("changes");
-  await tx.unsafe(`CREATE TEMPORARY TABLE ${plan.changes} ON COMMIT DROP AS
-    SELECT s.*, t.${k} IS NULL AS migrate_missing, false AS migrate_equal
-    FROM ${plan.staging} s LEFT JOIN ${theirs} t ON ${keyMatch(plan, "s", "t")}
-    WHERE t.${k} IS NULL OR t.${DIGEST} <> s.${DIGEST}`);
-  // Equal by value after all (1.0 stored as 1.00): nothing to write.
-  await tx.unsafe(`UPDATE ${plan.changes} c SET migrate_equal = true
-    FROM ${plan.target.qualified} t
-    WHERE ${keyMatch(plan, "c", "t")} AND NOT c.migrate_missing
-      AND NOT (${distinct(plan.columns, "c", "t")})`);
-  const extra = name("extra");
-  await tx.unsafe(`CREATE TEMPORARY TABLE ${extra} ON COMMIT DROP AS
-    SELECT ${keys} FROM ${theirs} t
-    WHERE NOT EXISTS (SELECT FROM ${plan.staging} s WHERE ${keyMatch(plan, "s", "t")})`);
-  await tx.unsafe(`ANALYZE ${plan.changes}`);
-  await tx.unsafe(`ANALYZE ${extra}`);
-  // Once written, the target's rows of these buckets are the staged ones:
-  // the change in its count of JSON objects, for the report.
-  const [{ objects }] = json
-    ? await tx.unsafe(
-      `SELECT (SELECT count(*) FROM ${plan.staging} t WHERE ${isObject(json)})
-            - (SELECT count(*) FROM ${theirs} WHERE object) AS objects`,
-    )
-    : [{ objects: 0 }];
-  return { extra, objects: Number(objects) };
+  plan.changes = rerunTable(plan, "changes");
+  const extra = rerunTable(plan, "extra");
+  const compared = queued(tx, [
+    ...analyzeSql(plan, [plan.staging, theirs]),
+    `CREATE TEMPORARY TABLE ${plan.changes} ON COMMIT DROP AS
+     SELECT s.*, t.${k} IS NULL AS migrate_missing, false AS migrate_equal
+     FROM ${plan.staging} s LEFT JOIN ${theirs} t ON ${keyMatch(plan, "s", "t")}
+     WHERE t.${k} IS NULL OR t.${DIGEST} <> s.${DIGEST}`,
+    // Equal by value after all (1.0 stored as 1.00): nothing to write.
+    `UPDATE ${plan.changes} c SET migrate_equal = true
+     FROM ${plan.target.qualified} t
+     WHERE ${keyMatch(plan, "c", "t")} AND NOT c.migrate_missing
+       AND NOT (${distinct(plan.columns, "c", "t")})`,
+    `CREATE TEMPORARY TABLE ${extra} ON COMMIT DROP AS
+     SELECT ${keys} FROM ${theirs} t
+     WHERE NOT EXISTS (SELECT FROM ${plan.staging} s WHERE ${keyMatch(plan, "s", "t")})`,
+    `ANALYZE ${plan.changes}`,
+    `ANALYZE ${extra}`,
+    // Once written, the target's rows of these buckets are the staged ones:
+    // the change in its count of JSON objects, for the report.
+    json
+      ? `SELECT (SELECT count(*) FROM ${plan.staging} t WHERE ${isObject(json)})
+              - (SELECT count(*) FROM ${theirs} WHERE object) AS objects`
+      : "SELECT 0 AS objects",
+  ]).then((results) => Number(results.at(-1)![0].objects));
+  compared.catch(() => {});
+  return { extra, compared };
 }
 
 /**
