@@ -4935,14 +4935,8 @@ class Prefetch {
   /** Bytes inflated since the last collection. */
   #inflated = 0;
 
-  #size: number;
-  #pack: boolean;
-
-  /** `pack`: deflate full chunks (worth it only while JavaScript would idle). */
-  constructor(lines: Iterable<string>, { bytes = PREFETCH_BYTES, pack = true } = {}) {
+  constructor(lines: Iterable<string>) {
     this.#lines = lines[Symbol.iterator]();
-    this.#size = bytes;
-    this.#pack = pack;
   }
 
   /** Makes a few dozen lines; false when all are made or the buffer is full. */
@@ -4967,7 +4961,7 @@ class Prefetch {
 
   /** Writes text at the head of the ring; false when there is no room for it yet. */
   #store(text: string): boolean {
-    const ring = this.#ring ??= new Uint8Array(this.#size);
+    const ring = this.#ring ??= new Uint8Array(PREFETCH_BYTES);
     const need = text.length * 3; // UTF-8 bytes, at most
     if (this.#used === 0) this.#open = this.#head = 0;
     const tail = this.#chunks.length > 0 ? this.#chunks[0].bytes.byteOffset : this.#open;
@@ -4994,7 +4988,7 @@ class Prefetch {
     if (this.#head === this.#open) return;
     const ring = this.#ring!;
     const text = ring.subarray(this.#open, this.#head);
-    const packed = this.#pack ? deflateRawSync(text, { level: PREFETCH_DEFLATE_LEVEL }) : text;
+    const packed = deflateRawSync(text, { level: PREFETCH_DEFLATE_LEVEL });
     if (packed.length < text.length) {
       ring.set(packed, this.#open);
       this.#used -= text.length - packed.length;
@@ -5013,8 +5007,11 @@ class Prefetch {
   }
 
   /** Waits for `work`, making lines in between its turns of the event loop. */
-  during<T>(work: Promise<T>): Promise<T> {
-    return makingAhead([this], work);
+  async during<T>(work: Promise<T>): Promise<T> {
+    let settled = false;
+    work.then(() => (settled = true), () => (settled = true));
+    while (!settled && this.step()) await new Promise((resolve) => setImmediate(resolve));
+    return await work;
   }
 
   /** Hands out the oldest chunk; its room is free once the caller comes back. */
@@ -5051,20 +5048,6 @@ class Prefetch {
     this.#pending = "";
     for (let next = this.#lines.next(); !next.done; next = this.#lines.next()) yield next.value;
   }
-}
-
-/**
- * Waits for `work`, making lines in between its turns of the event loop:
- * the first Prefetch's until all are made or its buffer is full, then the
- * next one's.
- */
-async function makingAhead<T>(aheads: Prefetch[], work: Promise<T>): Promise<T> {
-  let settled = false;
-  work.then(() => (settled = true), () => (settled = true));
-  for (const ahead of aheads) {
-    while (!settled && ahead.step()) await new Promise((resolve) => setImmediate(resolve));
-  }
-  return await work;
 }
 
 /**
@@ -5148,6 +5131,8 @@ interface SourceBuckets {
   sums: Float64Array;
   rowids: Uint32Array | Float64Array;
   bucketOf: Int32Array;
+  /** Each row's digest, its signed high half then its low half: see {@link matchDigests}. */
+  digests: Int32Array;
 }
 
 /**
@@ -5380,12 +5365,13 @@ function sourceBuckets(
     sums: new Float64Array(3 * size),
     rowids: (maxRowid ?? 0n) < 2n ** 32n ? new Uint32Array(total) : new Float64Array(total),
     bucketOf: new Int32Array(total),
+    digests: new Int32Array(2 * total),
   };
   const progress = (done: number) => options.onProgress?.({ table: plan.spec.name, done, total });
   // One loop, no generator between reading and summing: on a large table
   // each row's pass through one cost a tenth of the whole.
   const digest = new RowDigest();
-  const { sums, rowids, bucketOf } = buckets;
+  const { sums, rowids, bucketOf, digests } = buckets;
   let rows = 0;
   for (const row of readRows(source, plan, options.batchSize)) {
     const clean = validateRow(source, plan, row, options, log.problems, log.policies);
@@ -5396,6 +5382,8 @@ function sourceBuckets(
     sums[3 * bucket + 1] += digest.high | 0;
     sums[3 * bucket + 2] += digest.low;
     rowids[rows] = Number(row[row.length - 1]);
+    digests[2 * rows] = digest.high;
+    digests[2 * rows + 1] = digest.low;
     bucketOf[rows++] = bucket;
     if ((rows & 1023) === 0) progress(rows);
   }
@@ -5472,43 +5460,37 @@ async function rerunByBuckets(
     const extras = new Map<TablePlan, string>();
     /** How the target's count of JSON objects changes with the writes. */
     let objects = 0;
-    // The source rows of the differing buckets are read again and staged
-    // whole. Every scan for the target's rows of those buckets goes first;
-    // SQLite's rows are made ahead while PostgreSQL scans, copies, or
-    // compares the table before (unpacked: JavaScript is not idle here).
-    for (const plan of changed) await createStaging(sp, plan, false);
-    let before: Promise<unknown> = Promise.all(
-      changed.map((plan) => scanBuckets(sp, plan, sources.get(plan)!, differ.get(plan)!)),
-    );
-    // Awaited below, unless reading SQLite abandons first.
-    before.catch(() => {});
-    await onTheWire();
-    const aheads = changed.map((plan) =>
-      new Prefetch(
-        bucketLines(source, plan, options, log, sources.get(plan)!, differ.get(plan)!),
-        { bytes: STAGE_AHEAD_BYTES, pack: false },
-      )
-    );
-    for (const [i, plan] of changed.entries()) {
+    // PostgreSQL digests its rows of the differing buckets, and only the
+    // rows whose digests the other side lacks are read again and staged
+    // whole: about a sixth of those buckets' rows where 1 % changed.
+    // Each table's comparison is queued, not waited for.
+    await parallelScans(sp);
+    let before: Promise<unknown> = Promise.resolve();
+    for (const plan of changed) {
       const started = performance.now();
       step(`staging the ${plan.spec.name} rows of ${differ.get(plan)!.length} differing bucket(s)`);
-      await makingAhead(aheads.slice(i), before);
+      await createStaging(sp, plan, false);
+      await scanBuckets(sp, plan, sources.get(plan)!, differ.get(plan)!);
+      const { rowids, unmatched } = await matchDigests(
+        sp,
+        plan,
+        sources.get(plan)!,
+        differ.get(plan)!,
+      );
+      await copyInto(sp, rerunTable(plan, "unmatched"), unmatched, () => {});
       await copyInto(
         sp,
         `${plan.staging} (${columnList(plan)}, ${DIGEST})`,
-        aheads[i].lines(),
+        rowLines(source, plan, options, log, rowids),
         () => {},
-        aheads[i + 1],
       );
       const staged = compareBuckets(sp, plan);
       extras.set(plan, staged.extra);
-      before = staged.compared.then((delta) => objects += delta);
+      before = Promise.all([before, staged.compared.then((delta) => objects += delta)]);
       before.catch(() => {});
       written.get(plan)!.seconds += (performance.now() - started) / 1000;
     }
     await before;
-    // From here on JavaScript mostly waits: workers may help PostgreSQL.
-    await parallelScans(sp);
     for (const plan of plans) await orphansAfterChanges(sp, plans, plan, extras);
     for (const plan of [...changed].reverse()) {
       const [{ n }] = await sp.unsafe(`SELECT count(*)::int AS n FROM ${extras.get(plan)}`);
@@ -5598,29 +5580,28 @@ async function noOtherWrites(tx: Tx, plan: TablePlan, written: Written): Promise
   }
 }
 
-/** What a rerun's staging makes ahead of each table's COPY: see {@link rerunByBuckets}. */
-const STAGE_AHEAD_BYTES = 4 << 20;
-
 /** A changed table's temporary tables, named by what they hold. */
 const rerunTable = (plan: TablePlan, what: string) =>
   `pg_temp.${q(`migrate_${what}_${plan.spec.name}`)}`;
 
 /**
- * Sends, without waiting, the scan for the target's rows of the differing
- * buckets (every key hashed), into a table of their keys and digests: it
- * runs while JavaScript reads SQLite's rows of those buckets again.
+ * The target's rows of the differing buckets (a scan hashing every key), into
+ * a table of their keys and digests; and a table for those digests that
+ * SQLite's rows of the buckets lack (see {@link matchDigests}).
  */
-function scanBuckets(tx: Tx, plan: TablePlan, ours: SourceBuckets, differ: number[]) {
+async function scanBuckets(tx: Tx, plan: TablePlan, ours: SourceBuckets, differ: number[]) {
   const json = payloadJson(plan);
-  const scanned = tx.unsafe(
+  await tx.unsafe(
     `CREATE TEMPORARY TABLE ${rerunTable(plan, "target")} ON COMMIT DROP AS
      SELECT ${plan.spec.key.map((k) => `t.${q(k)}`).join(", ")}, ${digestSql(plan)} AS ${DIGEST},
             ${json ? isObject(json) : "false"} AS object
      FROM ${plan.target.qualified} t
      WHERE ${bucketSql(plan, ours.size)} = ANY('{${differ.join(",")}}'::int[])`,
-  ).execute();
-  scanned.catch(() => {});
-  return scanned;
+  );
+  await tx.unsafe(
+    `CREATE TEMPORARY TABLE ${rerunTable(plan, "unmatched")} (high bigint, low bigint)
+     ON COMMIT DROP`,
+  );
 }
 
 /**
@@ -5634,21 +5615,97 @@ function queued(tx: Tx, statements: string[]): Promise<Record<string, unknown>[]
 }
 
 /**
- * The COPY lines of the source rows of the differing buckets, read again by
- * rowid, a page a query (--batch-size, as readRows pages), not one.
+ * Digests read back a 256th of them a row (by their low bits), a quarter of
+ * the rows a fetch: four round trips (a few rows a fetch made hundreds).
  */
-function* bucketLines(
+const DIGEST_CHUNKS = 256;
+
+/** Where a digest's halves lie in an Int32Array that a BigInt64Array views too. */
+const HIGH = LITTLE_ENDIAN ? 1 : 0;
+const LOW = 1 - HIGH;
+
+/**
+ * Matches the digests of the target's rows of the differing buckets with
+ * those of SQLite's rows of the same buckets, as multisets: a source row
+ * whose digest the target has (the key is part of it) is unchanged, as the
+ * bucket sums would have said of a bucket of it alone. Returns the rowids of
+ * the other source rows, to stage, and as COPY lines (high and low halves)
+ * the target's digests that no source row matched: rows that changed or only
+ * PostgreSQL has. The target's digests are sorted as 64-bit integers through
+ * a BigInt64Array over their halves, and each source digest looked up by
+ * bisection: no BigInt, no object per digest.
+ */
+async function matchDigests(
+  tx: Tx,
+  plan: TablePlan,
+  ours: SourceBuckets,
+  differ: number[],
+): Promise<{ rowids: number[]; unmatched: string[] }> {
+  let theirs = new Int32Array(1 << 12);
+  let n = 0;
+  const parsed = new Float64Array(1 << 12);
+  const chunks = tx.unsafe(
+    `SELECT string_agg(concat_ws(' ', ${DIGEST} >> 32, ${DIGEST} & 4294967295), ' ') AS text
+     FROM ${rerunTable(plan, "target")} GROUP BY ${DIGEST} & ${DIGEST_CHUNKS - 1}`,
+  ).cursor(DIGEST_CHUNKS / 4);
+  for await (const batch of chunks) {
+    for (const { text } of batch) {
+      const numbers = integersIn(text as string, parsed);
+      if (2 * n + numbers.length > theirs.length) {
+        const bigger = new Int32Array(Math.max(2 * theirs.length, 2 * n + numbers.length));
+        bigger.set(theirs);
+        theirs = bigger;
+      }
+      for (let i = 0; i < numbers.length; i += 2, n++) {
+        theirs[2 * n + HIGH] = numbers[i];
+        theirs[2 * n + LOW] = numbers[i + 1];
+      }
+    }
+  }
+  new BigInt64Array(theirs.buffer, 0, n).sort();
+  /** Whether target digest k is below (high, low) (low unsigned). */
+  const below = (k: number, high: number, low: number) =>
+    theirs[2 * k + HIGH] < high ||
+    (theirs[2 * k + HIGH] === high && theirs[2 * k + LOW] >>> 0 < low);
+  const equal = (k: number, high: number, low: number) =>
+    theirs[2 * k + HIGH] === high && theirs[2 * k + LOW] >>> 0 === low;
+  const matched = new Uint8Array(n);
+  const wanted = new Uint8Array(ours.size);
+  for (const bucket of differ) wanted[bucket] = 1;
+  const rowids: number[] = [];
+  const { digests, bucketOf } = ours;
+  for (let r = 0; r < ours.rows; r++) {
+    if (!wanted[bucketOf[r]]) continue;
+    const high = digests[2 * r];
+    const low = digests[2 * r + 1] >>> 0;
+    let first = 0;
+    for (let last = n; first < last;) {
+      const middle = (first + last) >>> 1;
+      if (below(middle, high, low)) first = middle + 1;
+      else last = middle;
+    }
+    while (first < n && matched[first] && equal(first, high, low)) first++;
+    if (first < n && equal(first, high, low)) matched[first] = 1;
+    else rowids.push(ours.rowids[r]);
+  }
+  const unmatched: string[] = [];
+  for (let k = 0; k < n; k++) {
+    if (!matched[k]) unmatched.push(`${theirs[2 * k + HIGH]}\t${theirs[2 * k + LOW] >>> 0}\n`);
+  }
+  return { rowids, unmatched };
+}
+
+/**
+ * The COPY lines of source rows read again by rowid, a page a query
+ * (--batch-size, as readRows pages), not one.
+ */
+function* rowLines(
   source: Source,
   plan: TablePlan,
   options: Options,
   log: ValidationLog,
-  ours: SourceBuckets,
-  differ: number[],
+  rowids: number[],
 ): Generator<string> {
-  const wanted = new Uint8Array(ours.size);
-  for (const bucket of differ) wanted[bucket] = 1;
-  const rowids: number[] = [];
-  for (let r = 0; r < ours.rows; r++) if (wanted[ours.bucketOf[r]]) rowids.push(ours.rowids[r]);
   const lookup = prepareArrays(
     source.db,
     `SELECT ${sourceColumns(source, plan)} FROM ${q(plan.spec.name)}
@@ -5681,6 +5738,7 @@ function compareBuckets(tx: Tx, plan: TablePlan): { extra: string; compared: Pro
   const k = q(plan.spec.key[0]);
   plan.changes = rerunTable(plan, "changes");
   const extra = rerunTable(plan, "extra");
+  const unmatched = rerunTable(plan, "unmatched");
   const compared = queued(tx, [
     ...analyzeSql(plan, [plan.staging, theirs]),
     `CREATE TEMPORARY TABLE ${plan.changes} ON COMMIT DROP AS
@@ -5692,16 +5750,20 @@ function compareBuckets(tx: Tx, plan: TablePlan): { extra: string; compared: Pro
      FROM ${plan.target.qualified} t
      WHERE ${keyMatch(plan, "c", "t")} AND NOT c.migrate_missing
        AND NOT (${distinct(plan.columns, "c", "t")})`,
+    `ANALYZE ${unmatched}`,
     `CREATE TEMPORARY TABLE ${extra} ON COMMIT DROP AS
      SELECT ${keys} FROM ${theirs} t
-     WHERE NOT EXISTS (SELECT FROM ${plan.staging} s WHERE ${keyMatch(plan, "s", "t")})`,
+     WHERE t.${DIGEST} IN (SELECT (high << 32) | low FROM ${unmatched})
+       AND NOT EXISTS (SELECT FROM ${plan.staging} s WHERE ${keyMatch(plan, "s", "t")})`,
     `ANALYZE ${plan.changes}`,
     `ANALYZE ${extra}`,
-    // Once written, the target's rows of these buckets are the staged ones:
-    // the change in its count of JSON objects, for the report.
+    // Once written, the target's rows of these buckets whose digests no
+    // source row matched are the staged ones: the change in its count of
+    // JSON objects, for the report.
     json
       ? `SELECT (SELECT count(*) FROM ${plan.staging} t WHERE ${isObject(json)})
-              - (SELECT count(*) FROM ${theirs} WHERE object) AS objects`
+              - (SELECT count(*) FROM ${theirs} t WHERE object
+                   AND t.${DIGEST} IN (SELECT (high << 32) | low FROM ${unmatched})) AS objects`
       : "SELECT 0 AS objects",
   ]).then((results) => Number(results.at(-1)![0].objects));
   compared.catch(() => {});
