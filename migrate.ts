@@ -5161,8 +5161,9 @@ async function verifySum(
 /**
  * SQLite's side of a table on a rerun: its rows in buckets by key, each
  * bucket with its row count and the exact sum of its rows' digests (as the
- * signed high halves and the unsigned low halves, summed apart), and where
- * each row lies, to read again the rows of a bucket that differs.
+ * signed high halves and the unsigned low halves, summed apart), and each
+ * row's bucket, rowid and digest: of a bucket that differs, the rows whose
+ * digests the target lacks are read again.
  */
 interface SourceBuckets {
   size: number;
@@ -5259,7 +5260,8 @@ async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
   // Every bucket at once (see everyBucketAgrees), asked for right behind,
   // so it is ready when JavaScript is.
   // In bigint, not numeric (a quarter of the time over 2^18 buckets): each
-  // sum split at 2^26 keeps every product below 2^45 and their sum below 2^63.
+  // sum split at 2^26 keeps every product within bigint (below 2^45 for
+  // buckets under BUCKET_ROWS, checked after); sum(int8) adds in numeric.
   const split = (sum: string) =>
     [" >> 26", " & 67108863"].map((part, i) =>
       `coalesce(sum((bucket + 1)::int8 * (${sum}${part})), 0)::text AS ${sum}${i}`
@@ -5439,8 +5441,9 @@ function sourceBuckets(
  * A rerun, when every target table has rows. SQLite's rows are read once and
  * summed into buckets by key, and PostgreSQL sums its stored rows the same
  * way; where every bucket agrees, nothing changed and nothing more is read,
- * sent or written. Otherwise only the rows of differing buckets are staged
- * and compared (about four a bucket), and only their changes are written.
+ * sent or written. Otherwise PostgreSQL digests its rows of the differing
+ * buckets (about four a bucket), and only the source rows whose digests it
+ * lacks are staged and compared, and only their changes are written.
  * After writing, every staged row must be in the target with its source's
  * digest, and each table hold as many rows as SQLite: the other buckets
  * were equal and no write touched them (their keys are elsewhere, and the
@@ -5494,6 +5497,8 @@ async function rerunByBuckets(
       differ.set(plan, await differingBuckets(sp, sources.get(plan)!, theirs.get(plan)!));
       written.get(plan)!.seconds += (performance.now() - started) / 1000;
     }
+    // From here on JavaScript mostly waits: workers may help PostgreSQL.
+    await parallelScans(sp);
     const changed = plans.filter((p) => differ.get(p)!.length > 0);
     if (changed.length === 0) {
       for (const plan of plans) await orphansInTarget(sp, plans, plan);
@@ -5505,9 +5510,9 @@ async function rerunByBuckets(
     let objects = 0;
     // PostgreSQL digests its rows of the differing buckets, and only the
     // rows whose digests the other side lacks are read again and staged
-    // whole: about a sixth of those buckets' rows where 1 % changed.
-    // Each table's comparison is queued, not waited for.
-    await parallelScans(sp);
+    // whole: about a sixth of those buckets' rows where 1 % changed. Each
+    // table's comparison goes out as one batch of statements, no round trip
+    // between them, and is awaited once all are sent.
     let before: Promise<unknown> = Promise.resolve();
     for (const plan of changed) {
       const started = performance.now();
@@ -5800,9 +5805,10 @@ function compareBuckets(tx: Tx, plan: TablePlan): { extra: string; compared: Pro
        AND NOT EXISTS (SELECT FROM ${plan.staging} s WHERE ${keyMatch(plan, "s", "t")})`,
     `ANALYZE ${plan.changes}`,
     `ANALYZE ${extra}`,
-    // Once written, the target's rows of these buckets whose digests no
-    // source row matched are the staged ones: the change in its count of
-    // JSON objects, for the report.
+    // Once written, the staged rows stand where the target's rows whose
+    // digests no source row matched stood (changed ones replaced, extra ones
+    // pruned; rows equal by value count on both sides): the change in its
+    // count of JSON objects, for the report.
     json
       ? `SELECT (SELECT count(*) FROM ${plan.staging} t WHERE ${isObject(json)})
               - (SELECT count(*) FROM ${theirs} t WHERE object
