@@ -5183,21 +5183,17 @@ interface SourceBuckets {
  * Rows a bucket may hold: below 2^21 rows of less than 2^32 each, a double
  * sums a half exactly, so both sides compare numbers, no BigInt (reading a
  * large table's buckets back made a BigInt or four per bucket, and 20 MB of
- * garbage). With about sixteen rows a bucket, only a target with hundreds of
+ * garbage). With about four rows a bucket, only a target with hundreds of
  * millions of rows more than SQLite could reach it; then the careful path.
  */
 const BUCKET_ROWS = 2 ** 21;
 
 /**
- * About sixteen rows a bucket (8 to 16; at most 2^18 buckets, 6 MB of counts
- * and sums). A change costs its bucket's target digests read back and
- * matched, not its rows staged (only the rows whose digests differ are):
- * fewer buckets made the large set's comparison 0.3 s shorter (PostgreSQL
- * groups into fewer, and a 1 % rerun reads fewer back) and its staging
- * 0.25 s longer than four rows a bucket.
+ * About four rows a bucket: few enough that a change re-reads few rows; at
+ * most 2^18 buckets (6 MB of counts and sums).
  */
 function bucketsFor(rows: number): number {
-  return 2 ** Math.min(18, Math.max(8, Math.ceil(Math.log2(Math.max(1, rows / 16)))));
+  return 2 ** Math.min(18, Math.max(8, Math.ceil(Math.log2(Math.max(1, rows / 4)))));
 }
 
 /**
@@ -5446,7 +5442,7 @@ function sourceBuckets(
  * summed into buckets by key, and PostgreSQL sums its stored rows the same
  * way; where every bucket agrees, nothing changed and nothing more is read,
  * sent or written. Otherwise PostgreSQL digests its rows of the differing
- * buckets (about sixteen a bucket), and only the source rows whose digests it
+ * buckets (about four a bucket), and only the source rows whose digests it
  * lacks are staged and compared, and only their changes are written.
  * After writing, every staged row must be in the target with its source's
  * digest, and each table hold as many rows as SQLite: the other buckets
@@ -5514,7 +5510,7 @@ async function rerunByBuckets(
     let objects = 0;
     // PostgreSQL digests its rows of the differing buckets, and only the
     // rows whose digests the other side lacks are read again and staged
-    // whole: about a sixteenth of those buckets' rows where 1 % changed. Each
+    // whole: about a sixth of those buckets' rows where 1 % changed. Each
     // table's comparison goes out as one batch of statements, no round trip
     // between them, and is awaited once all are sent.
     let before: Promise<unknown> = Promise.resolve();
