@@ -5512,8 +5512,7 @@ async function rerunByBuckets(
     // rows whose digests the other side lacks are read again and staged
     // whole: about a sixth of those buckets' rows where 1 % changed. Each
     // table's comparison goes out as one batch of statements, no round trip
-    // between them, and is awaited once all are sent.
-    let before: Promise<unknown> = Promise.resolve();
+    // between them.
     for (const plan of changed) {
       const started = performance.now();
       step(`staging the ${plan.spec.name} rows of ${differ.get(plan)!.length} differing bucket(s)`);
@@ -5534,11 +5533,9 @@ async function rerunByBuckets(
       );
       const staged = compareBuckets(sp, plan);
       extras.set(plan, staged.extra);
-      before = Promise.all([before, staged.compared.then((delta) => objects += delta)]);
-      before.catch(() => {});
+      objects += await staged.compared;
       written.get(plan)!.seconds += (performance.now() - started) / 1000;
     }
-    await before;
     for (const plan of plans) await orphansAfterChanges(sp, plans, plan, extras);
     for (const plan of [...changed].reverse()) {
       const [{ n }] = await sp.unsafe(`SELECT count(*)::int AS n FROM ${extras.get(plan)}`);
@@ -5653,8 +5650,9 @@ async function scanBuckets(tx: Tx, plan: TablePlan, ours: SourceBuckets, differ:
 }
 
 /**
- * Sends statements at once: PostgreSQL runs them in order while JavaScript
- * goes on. Settles with their results, or with the first one's failure.
+ * Sends statements at once: PostgreSQL runs them in order, with no round
+ * trip between them. Settles with their results, or with the first one's
+ * failure.
  */
 function queued(tx: Tx, statements: string[]): Promise<Record<string, unknown>[][]> {
   const results = statements.map((text) => tx.unsafe(text).execute());
@@ -5773,7 +5771,7 @@ function* rowLines(
 }
 
 /**
- * Sends, without waiting, the comparison of a table's staged rows with the
+ * Sends at once the comparison of a table's staged rows with the
  * target's rows of the same buckets (see {@link scanBuckets}), as the
  * careful path's comparison does: `plan.changes` holds what to write,
  * `extra` the keys in those buckets that only PostgreSQL has. `compared`
@@ -5815,7 +5813,6 @@ function compareBuckets(tx: Tx, plan: TablePlan): { extra: string; compared: Pro
                    AND t.${DIGEST} IN (SELECT (high << 32) | low FROM ${unmatched})) AS objects`
       : "SELECT 0 AS objects",
   ]).then((results) => Number(results.at(-1)![0].objects));
-  compared.catch(() => {});
   return { extra, compared };
 }
 
