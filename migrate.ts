@@ -37,6 +37,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { checkServerIdentity } from "node:tls";
 import { connect as connectTcp, type Socket } from "node:net";
+import { Buffer } from "node:buffer";
 import postgres from "postgres";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -5221,15 +5222,32 @@ async function onTheWire(): Promise<void> {
 }
 
 /**
- * Buckets read back as text, 2^10 a row (about 40 kB), a few rows at a time:
- * a row per bucket cost a parsed object each, and half a second on the large
- * set. Their garbage still grows V8's heap (by 30 MB, rows or text alike):
- * the CLI collects it every so many batches (about 5 ms each; see
- * collectGarbage).
+ * The bytes of a text of hex digits (`encode(bytes, 'hex')`, whatever the
+ * session's bytea_output): V8's Uint8Array.fromHex where the runtime has it
+ * (a millisecond a megabyte), else Buffer's (as postgres.js reads a bytea,
+ * ten times slower).
  */
-const BUCKET_CHUNK_BITS = 10;
-const BUCKET_CHUNKS_AT_ONCE = 4;
-const BUCKET_COLLECT_BATCHES = 16;
+const fromHex = (hex: string): Uint8Array => {
+  const native = Uint8Array as unknown as { fromHex?: (hex: string) => Uint8Array };
+  return native.fromHex ? native.fromHex(hex) : Buffer.from(hex, "hex");
+};
+
+/**
+ * Buckets read back as bytes: each bucket its number, count, and sums of
+ * high and low halves, as `int4send` and `int8send` write them, a range of
+ * the bucket table's pages a row (a cursor fetches one at a time). As text,
+ * four numbers a bucket, parsing them and collecting their garbage took
+ * JavaScript longer than PostgreSQL took to print them. The bytes come as
+ * hex text (see {@link fromHex}): PostgreSQL's binary COPY would send them
+ * raw, but postgres.js leaves its socket paused after a large one, and the
+ * next query waits forever. Ranges of pages (a TID range scan each), not of
+ * bucket numbers (a scan of the whole table each) nor groups (twice
+ * PostgreSQL's time): 256 pages hold about 35,000 buckets (850 kB, twice
+ * that as hex); the last range is open.
+ */
+const BUCKET_RANGE_PAGES = 256;
+const BUCKETS_A_PAGE = 136;
+const BUCKET_BYTES = 24;
 
 /**
  * PostgreSQL's side: the target's buckets, summed from its stored rows into
@@ -5298,25 +5316,31 @@ async function differingBuckets(
   const differ: number[] = [];
   const seen = new Uint8Array(ours.size);
   const sums = ours.sums;
-  const chunks = tx.unsafe(
-    `SELECT string_agg(concat_ws(' ', bucket, n, high, low), ' ') AS text
-     FROM ${theirs.table} GROUP BY bucket >> ${BUCKET_CHUNK_BITS}`,
-  ).cursor(BUCKET_CHUNKS_AT_ONCE);
-  const parsed = new Float64Array(4 << BUCKET_CHUNK_BITS);
-  let batches = 0;
-  for await (const batch of chunks) {
-    if (++batches % BUCKET_COLLECT_BATCHES === 0) collectGarbage();
-    for (const { text } of batch) {
-      const numbers = integersIn(text, parsed);
-      for (let i = 0; i < numbers.length; i += 4) {
-        const bucket = numbers[i];
-        seen[bucket] = 1;
-        const at = 3 * bucket;
-        if (
-          numbers[i + 1] !== sums[at] || numbers[i + 2] !== sums[at + 1] ||
-          numbers[i + 3] !== sums[at + 2]
-        ) differ.push(bucket);
-      }
+  const ranges = Math.ceil(ours.size / (BUCKET_RANGE_PAGES * BUCKETS_A_PAGE));
+  const pages = (range: number) => `'(${range * BUCKET_RANGE_PAGES},0)'::tid`;
+  const rows = Array.from(
+    { length: ranges },
+    (_, range) =>
+      `SELECT encode(string_agg(int4send(bucket) || int4send(n) || int8send(high) || int8send(low),
+                              ''::bytea), 'hex') AS hex FROM ${theirs.table} WHERE ctid >= ${
+        pages(range)
+      }${range < ranges - 1 ? ` AND ctid < ${pages(range + 1)}` : ""}`,
+  );
+  // Exact as doubles: every sum is below 2^53 (see BUCKET_ROWS).
+  const int64 = (view: DataView, at: number) =>
+    view.getInt32(at) * 2 ** 32 + view.getUint32(at + 4);
+  for await (const [{ hex }] of tx.unsafe(rows.join(" UNION ALL ")).cursor(1)) {
+    if (hex === null) continue; // no rows in the range
+    const bytes = fromHex(hex);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let at = 0; at < view.byteLength; at += BUCKET_BYTES) {
+      const bucket = view.getInt32(at);
+      seen[bucket] = 1;
+      const s = 3 * bucket;
+      if (
+        view.getInt32(at + 4) !== sums[s] || int64(view, at + 8) !== sums[s + 1] ||
+        int64(view, at + 16) !== sums[s + 2]
+      ) differ.push(bucket);
     }
   }
   for (let b = 0; b < ours.size; b++) if (!seen[b] && sums[3 * b] > 0) differ.push(b);
