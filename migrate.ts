@@ -5263,8 +5263,8 @@ const BUCKET_RANGE_PAGES = 256;
  * Their garbage (the hex, postgres.js's copies of it, the bytes: about 7
  * bytes a byte) stays in V8's heap until a full collection, which V8 starts
  * late: the large set's 1 % rerun peaked at 160 MiB without one. The CLI
- * collects every 3 MB of hex (about 12 ms each; four on the large set):
- * 139 MiB, as when the sums came as text. Only while the process holds more
+ * collects every 3 MB of hex (about 12 ms each; five on the large set, the
+ * last when all are read): 139 MiB, as when the sums came as text. Only while the process holds more
  * than BUCKET_COLLECT_RSS: below it (the medium set's reruns stay under
  * 120 MiB) the garbage has room, and the time is saved.
  */
@@ -5354,13 +5354,15 @@ async function differingBuckets(
   const int64 = (view: DataView, at: number) =>
     view.getInt32(at) * 2 ** 32 + view.getUint32(at + 4);
   let received = 0;
+  const collect = (before: number) => {
+    if (received < before) return;
+    if (Deno.memoryUsage().rss > BUCKET_COLLECT_RSS) collectGarbage();
+    received = 0;
+  };
   for await (const [{ hex }] of tx.unsafe(rows.join(" UNION ALL ")).cursor(1)) {
     if (hex === null) continue; // no rows in the range
+    collect(BUCKET_COLLECT_CHARS);
     received += hex.length;
-    if (received >= BUCKET_COLLECT_CHARS) {
-      if (Deno.memoryUsage().rss > BUCKET_COLLECT_RSS) collectGarbage();
-      received = 0;
-    }
     const bytes = fromHex(hex);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     for (let at = 0; at < view.byteLength; at += BUCKET_BYTES) {
@@ -5373,6 +5375,8 @@ async function differingBuckets(
       ) differ.push(bucket);
     }
   }
+  // And what is left, before staging makes more.
+  collect(1);
   for (let b = 0; b < ours.size; b++) if (!seen[b] && sums[3 * b] > 0) differ.push(b);
   return differ.sort((a, b) => a - b);
 }
