@@ -2964,6 +2964,102 @@ Deno.test("a rerun that inserts, updates and prunes stages only the buckets that
 // Found in review: with row digests that were only their fields' hashes XORed,
 // these two rows (one bucket of 256) swapping ranks changed the bucket's sum
 // not at all, and the rerun committed the old ranks as verified.
+// Every other fixture reads its buckets back as one TID range; this one as
+// two. Catches (checked by mutation): the last of several TID ranges
+// skipped; each range's upper bound a page short; a NULL range not skipped
+// (TypeError, "unexpected: ... nothing was committed"); matchDigests() not
+// growing its array in time. 132,000 snapshots: 2^16 buckets, a bucket table
+// of ~420 pages read as two ranges ([0,256), [256,∞)), then ~220 pages, the
+// second range NULL. About 6 s. Closing the last range still survives: the
+// table never outgrows ranges × 256 pages unless a bucket's row gets wider.
+Deno.test("a rerun reads every TID range of the bucket table: rows only PostgreSQL has, then rows only SQLite has", async () => {
+  await withTarget(async (env) => {
+    const ids = Array.from({ length: 33_000 }, (_, i) => `trk${String(i).padStart(6, "0")}`);
+    const snapshots = ids.flatMap((id) =>
+      [1, 2, 3, 4].map((d) => snapshot(id, { snapshot_date: `2024-01-0${d}`, rank: d }))
+    );
+    writeSqlite(env.sqlitePath, ids.map((id) => track(id, { raw_json: null })), snapshots);
+    await migrate(env.options);
+    const before = await contentOf(env);
+
+    // 3,000 rows only PostgreSQL has: ~12 % land in buckets SQLite leaves
+    // empty, spread over both ranges; ~9,000 target digests to match.
+    await env.sql.unsafe(
+      `INSERT INTO ${env.schema}.snapshots
+       SELECT 'trk' || lpad(i::text, 6, '0'), DATE '2030-01-01', 'long_term', 1
+       FROM generate_series(0, 2999) i`,
+    );
+    const refused = await migrate(env.options).catch((error) => error);
+    assert.ok(refused instanceof MigrationError, String(refused));
+    assert.match(refused.message, /PostgreSQL holds rows that SQLite does not have/);
+    let steps: string[] = [];
+    const pruned = await migrate({ ...env.options, prune: true, onStep: (s) => steps.push(s) });
+    assert.ok(!steps.some((s) => s.includes("the fast path stopped")), steps.join("\n"));
+    // At most the 3,000 buckets of the added rows differ (a range skipped
+    // would add thousands of SQLite's, through `seen`).
+    const staged = steps.map((s) => s.match(/^staging the snapshots rows of (\d+) differing/))
+      .find((m) => m);
+    assert.ok(staged && Number(staged[1]) <= 3000, steps.join("\n"));
+    assert.deepEqual(pruned.tables.map((t) => [t.inserted, t.updated, t.pruned]), [
+      [0, 0, 0],
+      [0, 0, 3000],
+    ]);
+    assert.deepEqual(await contentOf(env), before);
+
+    // PostgreSQL keeps 40,000 of the 132,000: its bucket table fits in the
+    // first range, and the second (open) range has no rows (NULL).
+    await env.sql.unsafe(
+      `DELETE FROM ${env.schema}.snapshots WHERE track_id >= 'trk010000'`,
+    );
+    steps = [];
+    const refilled = await migrate({ ...env.options, onStep: (s) => steps.push(s) });
+    assert.ok(!steps.some((s) => s.includes("the fast path stopped")), steps.join("\n"));
+    assert.deepEqual(refilled.tables.map((t) => [t.inserted, t.updated, t.pruned]), [
+      [0, 0, 0],
+      [92_000, 0, 0],
+    ]);
+    assert.deepEqual(await contentOf(env), before);
+  });
+});
+
+// Catches (checked by mutation): a broken Buffer fallback of fromHex (wrong
+// encoding; a DataView that ignores the byteOffset of a Buffer cut from
+// Buffer's shared pool).
+// Deno 2.9.6 has Uint8Array.fromHex, so without this the fallback never runs.
+Deno.test("a rerun reads buckets and digests back right without Uint8Array.fromHex", async () => {
+  await withTarget(async (env) => {
+    const ids = "abcdefghij".split("");
+    writeSqlite(env.sqlitePath, ids.map((id) => track(id)), ids.map((id) => snapshot(id)));
+    await migrate(env.options);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`DELETE FROM snapshots WHERE track_id = 'b'; DELETE FROM tracks WHERE track_id = 'b';
+             UPDATE tracks SET name = 'renamed' WHERE track_id = 'c';
+             INSERT INTO tracks (track_id, name, artist_name)
+               VALUES ('k', 'K', 'A'), ('l', 'L', 'A'), ('m', 'M', 'A')`);
+    db.close();
+    const native = Object.getOwnPropertyDescriptor(Uint8Array, "fromHex");
+    // deno-lint-ignore no-explicit-any
+    delete (Uint8Array as any).fromHex;
+    try {
+      // Buffer.from(hex, "hex") of a short text is cut from Buffer's shared
+      // pool (byteOffset > 0): a DataView that ignores it reads other bytes.
+      const steps: string[] = [];
+      const report = await migrate({ ...env.options, prune: true, onStep: (s) => steps.push(s) });
+      assert.ok(!steps.some((s) => s.includes("the fast path stopped")), steps.join("\n"));
+      assert.deepEqual(report.tables.map((t) => [t.inserted, t.updated, t.pruned]), [
+        [3, 1, 1],
+        [0, 0, 1],
+      ]);
+      assert.ok(
+        steps.includes("staging the tracks rows of 5 differing bucket(s)"),
+        steps.join("\n"),
+      );
+    } finally {
+      if (native) Object.defineProperty(Uint8Array, "fromHex", native);
+    }
+  });
+});
+
 Deno.test("a rerun sees two snapshots of one bucket swap their ranks", async () => {
   await withTarget(async (env) => {
     const tracks = [track("trk4984"), track("trk237")];
