@@ -5259,19 +5259,21 @@ const fromHex = (hex: string): Uint8Array => {
  * that as hex); the last range is open.
  */
 const BUCKET_RANGE_PAGES = 256;
+/** Rows of the bucket table a page: (8192 - 24) / (56 + 4), exact for its row type. */
+const BUCKETS_A_PAGE = 136;
+const BUCKET_BYTES = 24;
+
 /**
  * Their garbage (the hex, postgres.js's copies of it, the bytes: about 7
  * bytes a byte) stays in V8's heap until a full collection, which V8 starts
  * late: the large set's 1 % rerun peaked at 160 MiB without one. The CLI
  * collects every 3 MB of hex (about 12 ms each; five on the large set, the
- * last when all are read): 139 MiB, as when the sums came as text. Only while the process holds more
- * than BUCKET_COLLECT_RSS: below it (the medium set's reruns stay under
- * 120 MiB) the garbage has room, and the time is saved.
+ * last when all are read): 139 MiB, as when the sums came as text. Only
+ * while the process holds more than BUCKET_COLLECT_RSS: below it (the
+ * medium set's reruns stay under 120 MiB) the garbage has room.
  */
 const BUCKET_COLLECT_CHARS = 3_000_000;
 const BUCKET_COLLECT_RSS = 128 * 2 ** 20;
-const BUCKETS_A_PAGE = 136;
-const BUCKET_BYTES = 24;
 
 /**
  * PostgreSQL's side: the target's buckets, summed from its stored rows into
@@ -5354,8 +5356,8 @@ async function differingBuckets(
   const int64 = (view: DataView, at: number) =>
     view.getInt32(at) * 2 ** 32 + view.getUint32(at + 4);
   let received = 0;
-  const collect = (before: number) => {
-    if (received < before) return;
+  const collect = (atLeast: number) => {
+    if (received < atLeast) return;
     if (Deno.memoryUsage().rss > BUCKET_COLLECT_RSS) collectGarbage();
     received = 0;
   };
