@@ -38,9 +38,9 @@ import { runInNewContext } from "node:vm";
 import { checkServerIdentity } from "node:tls";
 import { connect as connectTcp, type Socket } from "node:net";
 import { Buffer } from "node:buffer";
-// Types only: the client itself is imported where the first connection is
-// made (see connect), so the CLI's main thread, which only starts the worker
-// that runs it, does not load it too.
+// Types only: the client itself is imported when a run starts (see
+// loadDriver), so the CLI's main thread, which only starts the worker that
+// runs it, does not load it too.
 import type postgres from "postgres";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -4517,6 +4517,7 @@ export async function migrate(options: Partial<Options> = {}): Promise<Report> {
     { ...resolveConnection(resolved.databaseUrl, "DATABASE_URL", {}) };
   resolved.connectTimeout = options.connectTimeout ?? resolved.connection.connectTimeout;
   const started = performance.now();
+  getReady(resolved.connection);
   const source = openSource(resolved.sqlitePath);
   const rejects = resolved.rejectFile ? openRejectFile(resolved.rejectFile) : undefined;
   let sql: Sql | undefined;
@@ -4591,6 +4592,26 @@ const TLS_ATTEMPTS: Record<SslMode, TlsAttempt[]> = {
 // Failures that a second attempt with or without TLS cannot change.
 const NOT_RETRIED = new Set(["28P01", "3D000", "ECONNREFUSED", "ENOTFOUND", "CONNECT_TIMEOUT"]);
 
+/** postgres.js, loaded once, when a run starts (--help and --version never need it). */
+let driver: Promise<typeof postgres> | undefined;
+const loadDriver = () => driver ??= import("postgres").then((module) => module.default);
+
+/**
+ * Starts what connecting waits for, so that it happens while SQLite opens:
+ * loading postgres.js (~20 ms), and, where the connection may use TLS, the
+ * process's first P-256 key. That first one costs ~45 ms (later ones, well
+ * under 1), and PostgreSQL up to 17 offers only that curve for TLS
+ * (`ssl_ecdh_curve = prime256v1`), so the handshake paid it: measured, the
+ * first handshake took 45 ms, or 7 after a key made beforehand. WebCrypto
+ * makes the key on another thread.
+ */
+function getReady(connection: ConnectionSettings): void {
+  loadDriver().catch(() => {}); // awaited, and reported, by connect
+  if (connection.host.startsWith("/") || connection.sslmode === "disable") return;
+  crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, false, ["deriveBits"])
+    .catch(() => {}); // nothing depends on it but the time
+}
+
 /**
  * Connects with exactly the settings resolved here: postgres.js would
  * otherwise fill gaps from PG* variables and defaults of its own.
@@ -4607,7 +4628,7 @@ async function connect(options: Options): Promise<Sql> {
     // libpq: "if a root CA file exists, sslmode=require behaves like verify-ca".
     attempts = ["verify-ca"];
   }
-  const { default: postgres } = await import("postgres");
+  const postgres = await loadDriver();
   for (const [i, attempt] of attempts.entries()) {
     const sql = postgres({
       host: connection.host,
