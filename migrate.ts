@@ -3313,6 +3313,9 @@ const jsonbCanonical: (text: string) => Uint8Array = (() => {
     out = bigger;
   }
 
+  // The loops below call this only where the next byte may be whitespace
+  // (at most a space): in compact JSON it never is, and the call itself
+  // cost a tenth of the parse (the medium set's payloads: 310 → 280 ms).
   function skipWs(): void {
     const src = b;
     let ii = i;
@@ -3670,7 +3673,7 @@ const jsonbCanonical: (text: string) => Uint8Array = (() => {
   function array(): void {
     out[o++] = 0x5b;
     i++;
-    skipWs();
+    if (b[i] <= 32) skipWs();
     if (b[i] === 0x5d) {
       out[o++] = 0x5d;
       i++;
@@ -3679,12 +3682,12 @@ const jsonbCanonical: (text: string) => Uint8Array = (() => {
     for (;;) {
       if (b[i] === 0x22) str(false);
       else value();
-      skipWs();
+      if (b[i] <= 32) skipWs();
       const c = b[i++];
       if (c === 0x2c) {
         out[o++] = 0x2c;
         out[o++] = 0x20;
-        skipWs();
+        if (b[i] <= 32) skipWs();
       } else if (c === 0x5d) {
         out[o++] = 0x5d;
         return;
@@ -3731,7 +3734,7 @@ const jsonbCanonical: (text: string) => Uint8Array = (() => {
   function object(): void {
     out[o++] = 0x7b;
     i++;
-    skipWs();
+    if (b[i] <= 32) skipWs();
     if (b[i] === 0x7d) {
       out[o++] = 0x7d;
       i++;
@@ -3746,12 +3749,12 @@ const jsonbCanonical: (text: string) => Uint8Array = (() => {
       const ka = keyA;
       const ke = keyE;
       const kin = keyInKs;
-      skipWs();
+      if (b[i] <= 32) skipWs();
       if (b[i] !== 0x3a) fail("expected :");
       i++;
       out[o++] = 0x3a;
       out[o++] = 0x20;
-      skipWs();
+      if (b[i] <= 32) skipWs();
       if (b[i] === 0x22) str(false);
       else value();
       if (top >= kA.length) growStack();
@@ -3761,12 +3764,12 @@ const jsonbCanonical: (text: string) => Uint8Array = (() => {
       mS[top] = ms;
       mE[top] = o;
       top++;
-      skipWs();
+      if (b[i] <= 32) skipWs();
       const c = b[i++];
       if (c === 0x2c) {
         out[o++] = 0x2c;
         out[o++] = 0x20;
-        skipWs();
+        if (b[i] <= 32) skipWs();
       } else if (c === 0x7d) break;
       else {
         i--;
