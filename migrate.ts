@@ -5602,6 +5602,9 @@ async function rerunByBuckets(
         sources.get(plan)!,
         differ.get(plan)!,
       );
+      // The digests' garbage, before staging makes more (see
+      // BUCKET_COLLECT_RSS): the large set's 1 % rerun peaked 4 MiB lower.
+      if (Deno.memoryUsage().rss > BUCKET_COLLECT_RSS) collectGarbage();
       await copyInto(sp, rerunTable(plan, "unmatched"), unmatched, () => {});
       await copyInto(
         sp,
