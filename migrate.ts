@@ -5305,8 +5305,8 @@ const fromHex = (hex: string): Uint8Array => {
  * the bucket table's pages a row (each compared as it arrives). As text,
  * four numbers a bucket, JavaScript took as long to parse them as PostgreSQL
  * to print them (the medium set's 2^17 buckets: 150 ms in all; 100 ms as
- * bytes, before collecting their garbage). The bytes come as
- * hex text (see {@link fromHex}): PostgreSQL's binary COPY would send them
+ * bytes, before collecting their garbage). The bytes come as hex text (see
+ * {@link fromHex}): PostgreSQL's binary COPY would send them
  * raw, but postgres.js leaves its socket paused after a large one, and the
  * next query waits forever. Ranges of pages (a TID range scan each), not of
  * bucket numbers (a scan of the whole table each) nor groups (twice
@@ -5329,6 +5329,9 @@ const BUCKET_BYTES = 24;
  */
 const BUCKET_COLLECT_CHARS = 3_000_000;
 const BUCKET_COLLECT_RSS = 128 * 2 ** 20;
+const collectIfLarge = () => {
+  if (Deno.memoryUsage().rss > BUCKET_COLLECT_RSS) collectGarbage();
+};
 
 /**
  * PostgreSQL's side: the target's buckets, summed from its stored rows into
@@ -5415,13 +5418,13 @@ async function differingBuckets(
   let received = 0;
   const collect = (atLeast: number) => {
     if (received < atLeast) return;
-    if (Deno.memoryUsage().rss > BUCKET_COLLECT_RSS) collectGarbage();
+    collectIfLarge();
     received = 0;
   };
-  // Each range as it arrives (see eachRow), while
-  // PostgreSQL goes on to the next: a cursor's fetch waited for the row
-  // before, and PostgreSQL sat idle while JavaScript compared it (the
-  // medium set's snapshots in 2^17 buckets: 100 ms, 80 this way).
+  // Each range as it arrives (see eachRow), while PostgreSQL goes on to the
+  // next: a cursor's fetch waited for the row before, and PostgreSQL sat idle
+  // while JavaScript compared it (the medium set's snapshots in 2^17
+  // buckets: 100 ms, 80 this way).
   await eachRow(tx.unsafe(rows.join(" UNION ALL ")), ({ hex }) => {
     if (hex === null) return; // no rows in the range
     collect(BUCKET_COLLECT_CHARS);
@@ -5613,9 +5616,8 @@ async function rerunByBuckets(
     // PostgreSQL digests its rows of the differing buckets, and only the
     // rows whose digests the other side lacks are read again and staged
     // whole: where 1 % changed, a quarter of those buckets' tracks and a
-    // fifteenth of their snapshots. Each
-    // table's comparison goes out as one batch of statements, no round trip
-    // between them.
+    // fifteenth of their snapshots. Each table's comparison goes out as one
+    // batch of statements, no round trip between them.
     for (const plan of changed) {
       const started = performance.now();
       step(`staging the ${plan.spec.name} rows of ${differ.get(plan)!.length} differing bucket(s)`);
@@ -5629,7 +5631,7 @@ async function rerunByBuckets(
       );
       // The digests' garbage, before staging makes more (see
       // BUCKET_COLLECT_RSS): the large set's 1 % rerun peaked 4 MiB lower.
-      if (Deno.memoryUsage().rss > BUCKET_COLLECT_RSS) collectGarbage();
+      collectIfLarge();
       await copyInto(sp, rerunTable(plan, "unmatched"), unmatched, () => {});
       await copyInto(
         sp,
