@@ -414,6 +414,10 @@ const PROBLEM_KINDS: Record<ProblemKind, { title: string; hint: string }> = {
   },
 };
 
+/** The fix for what --verify-only finds: the difference is in the data, not in a run. */
+const VERIFY_ONLY_HINT =
+  "SQLite or PostgreSQL changed since the last run: run the migration to make PostgreSQL match SQLite (--prune also deletes the rows only in PostgreSQL)";
+
 /**
  * The kinds of value the tool moves. Each PostgreSQL type it can fill maps
  * to one kind in {@link TYPE_RULES}, which decides how values are validated.
@@ -3186,9 +3190,16 @@ async function writeTable(
 
 /**
  * Serial and identity columns that SQLite filled: their sequences move past
- * the highest value, so that the app's next INSERT does not collide.
+ * the highest value, so that the app's next INSERT does not collide. Called
+ * once, after every check passed, and only in a run that commits: setval is
+ * never rolled back, so a dry run, or a run that fails, must not call it.
  */
-async function syncSequences(tx: Tx, plan: TablePlan): Promise<void> {
+async function syncSequences(tx: Tx, plans: TablePlan[], options: Options): Promise<void> {
+  if (options.mode !== "migrate") return;
+  for (const plan of plans) await syncSequencesOf(tx, plan);
+}
+
+async function syncSequencesOf(tx: Tx, plan: TablePlan): Promise<void> {
   for (const column of plan.columns) {
     if (column.kind !== "integer" || !column.target.filled) continue;
     const [{ sequence }] = await tx.unsafe(
@@ -4308,12 +4319,15 @@ async function verifyTarget(
     rechecked += await verifyFromSource(tx, source, plan, options, mismatches, triggered);
   }
   const { jsonObjects, sample } = await payloadChecks(tx, plans);
+  // --verify-only wrote nothing, so no trigger changed a row on the way in:
+  // SQLite or PostgreSQL changed since the last run, and a run mends it.
+  const hint = options.mode === "verify-only" ? VERIFY_ONLY_HINT : undefined;
   return {
     ok: mismatches.total === 0 && counts.every((c) => c.expected === c.postgres),
     counts,
     jsonObjects,
     sample,
-    mismatches: mismatches.groups,
+    mismatches: mismatches.groups.map((group) => hint ? { ...group, hint } : group),
     rechecked,
   };
 }
@@ -4890,7 +4904,6 @@ async function loadDirect(
       if (bulk) step(`indexing ${plan.spec.name}`);
       await meanwhile(checkOrphansDirect(sp, plans, plan, options, log));
       await meanwhile(restore(sp, plan, suspended));
-      await meanwhile(syncSequences(sp, plan));
       const inserted = sums.get(plan)!.rows;
       const seconds = (performance.now() - tableStarted) / 1000;
       written.set(plan, { inserted, updated: 0, pruned: 0, seconds });
@@ -5661,7 +5674,6 @@ async function rerunByBuckets(
       const entry = written.get(plan)!;
       entry.updated = (await sp.unsafe(updateSql(plan))).count;
       entry.inserted = (await sp.unsafe(insertSql(plan))).count;
-      await syncSequences(sp, plan);
       entry.seconds += (performance.now() - started) / 1000;
     }
     // Rows that stay may be orphans too where no foreign key rules them out.
@@ -6019,6 +6031,7 @@ async function runInTransaction(
   const fast = options.careful ? null : await loadDirect(tx, source, plans, options, step) ??
     await rerunByBuckets(tx, source, plans, options, step);
   if (fast) {
+    await syncSequences(tx, plans, options);
     const rows = new Map(plans.map((p) => [p, source.tables[p.spec.name].rows]));
     const none = new Map(plans.map((p) => [p, 0]));
     return {
@@ -6075,6 +6088,7 @@ async function runInTransaction(
       report,
     );
   }
+  await syncSequences(tx, plans, options);
   return report;
 }
 
@@ -6129,7 +6143,6 @@ async function writeChanges(
     const tableStarted = performance.now();
     step(`writing ${plan.spec.name}`);
     const { inserted, updated } = await writeTable(tx, plan, diff, staged.get(plan)!);
-    await syncSequences(tx, plan);
     Object.assign(written.get(plan)!, {
       inserted,
       updated,
@@ -6478,7 +6491,10 @@ function outcomeLine(report: Report): string {
       ? `Verified: PostgreSQL matches SQLite (${seconds}).`
       : `Verification failed: PostgreSQL does not match SQLite (${seconds}).`;
   }
-  return `Migration committed (${seconds}).`;
+  // A failed run's report is printed too: it committed nothing.
+  return report.committed
+    ? `Migration committed (${seconds}).`
+    : `Rolled back: PostgreSQL is unchanged (${seconds}).`;
 }
 
 /**
@@ -6629,10 +6645,13 @@ export async function main(args: string[]): Promise<number> {
         connection,
       ));
     }
+    // A failed verification's report lists its mismatches, which are the
+    // failure's problems: once.
     const lines = [
       `error: ${failure.message}`,
-      ...(failure.report && !output.json ? [formatReport(failure.report)] : []),
-      ...formatProblems(failure.problems),
+      ...(failure.report && !output.json
+        ? [formatReport(failure.report)]
+        : formatProblems(failure.problems)),
     ];
     if (failure.hint && failure.problems.length === 0) lines.push(`fix: ${failure.hint}`);
     if (failure.problems.length > 0 && rejectFile) {

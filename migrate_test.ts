@@ -1128,6 +1128,9 @@ Deno.test("--verify-only proves content and names the rows that differ", async (
     assert.equal(cli.code, 1);
     assert.match(cli.stdout, /tracks zz: only in PostgreSQL/);
     assert.match(cli.stdout, /Verification failed/);
+    // Nothing ran that a trigger could have changed: the fix is a run.
+    assert.match(cli.stdout, /run the migration to make PostgreSQL match SQLite/);
+    assert.doesNotMatch(cli.stdout, /a trigger or rule/);
   });
 });
 
@@ -2618,6 +2621,33 @@ Deno.test("drifted targets: BIGINT, wider VARCHAR, an enum, json instead of json
   }, { tables: false });
 });
 
+Deno.test("a serial id's sequence moves only in a run that commits: not in a dry run, not in a failed one", async () => {
+  await withTarget(async (env) => {
+    await tutorialTarget(env, "ALTER TABLE tracks ADD COLUMN id BIGSERIAL");
+    // The tracks are fine and go first; the snapshot breaks CHECK (rank > 0)
+    // after them, so a run that moved the sequence per table would have.
+    writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a", { rank: 0 })]);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec("ALTER TABLE tracks ADD COLUMN id INTEGER; UPDATE tracks SET id = rowid + 500");
+    db.close();
+    const sequence = async () =>
+      (await env.sql.unsafe(
+        `SELECT last_value::int AS last, is_called FROM ${env.schema}.tracks_id_seq`,
+      ))[0];
+    const untouched = await sequence();
+    await rejectsWith(migrate(env.options), "data");
+    assert.deepEqual(await sequence(), untouched, "a failed run left the sequence alone");
+
+    const fixed = new DatabaseSync(env.sqlitePath);
+    fixed.exec("UPDATE snapshots SET rank = 1");
+    fixed.close();
+    assert.ok((await migrate({ ...env.options, mode: "dry-run" })).ok);
+    assert.deepEqual(await sequence(), untouched, "a dry run left the sequence alone");
+    assert.ok((await migrate(env.options)).ok);
+    assert.deepEqual(await sequence(), { last: 502, is_called: true });
+  }, { tables: false });
+});
+
 Deno.test("any schema name works, quoted everywhere: a space, a dot, a double quote", async () => {
   const names = ["Music Data", "a.b", 'x"; DROP TABLE public.tracks CASCADE; --'];
   for (const schema of names) {
@@ -2689,6 +2719,14 @@ Deno.test("a target trigger that changes rows on the way in makes verification f
     assert.deepEqual(error.problems.map((g) => [g.kind, g.examples.map((p) => p.key)]), [
       ["content-mismatch", ["a", "b"]],
     ]);
+    assert.deepEqual(await counts(env), [0, 0]);
+    // The CLI prints the rolled-back run's report: it must not say committed,
+    // nor list the mismatches twice.
+    const cli = await runCli(env.flags);
+    assert.equal(cli.code, 1);
+    assert.match(cli.stderr, /Rolled back: PostgreSQL is unchanged/);
+    assert.doesNotMatch(cli.stderr + cli.stdout, /Migration committed/);
+    assert.equal(cli.stderr.match(/row in PostgreSQL differs from its source/g)?.length, 1);
     assert.deepEqual(await counts(env), [0, 0]);
   });
 });
