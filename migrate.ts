@@ -3075,6 +3075,7 @@ const extraRow = (plan: TablePlan) =>
 /** Below this many new rows, per-row index and key checks cost less than rebuilding. */
 const BULK_INSERT_ROWS = 10_000;
 const INSUFFICIENT_PRIVILEGE = "42501";
+const UNIQUE_VIOLATION = "23505";
 
 /**
  * Fresh statistics for a table just filled, so that the foreign key check and
@@ -3161,7 +3162,10 @@ async function writeTable(
   diff: Diff,
   staged: number,
 ): Promise<{ inserted: number; updated: number }> {
-  const updated = diff.differ > 0 ? (await tx.unsafe(updateSql(plan))).count : 0;
+  const update = diff.differ > 0 ? await updateRows(tx, plan) : { updated: 0 };
+  // Rows that swapped values under a unique constraint: all written already.
+  if (update.inserted !== undefined) return { inserted: update.inserted, updated: update.updated };
+  const { updated } = update;
   const insert = async () => {
     const inserted = (await tx.unsafe(insertSql(plan))).count;
     if (inserted >= BULK_INSERT_ROWS) await analyzeKeys(tx, plan);
@@ -3185,6 +3189,60 @@ async function writeTable(
   } catch (error) {
     if ((error as { code?: string }).code !== INSUFFICIENT_PRIVILEGE) throw error;
     return insert();
+  }
+}
+
+/**
+ * Unique constraints and indexes other than the key's, which an UPDATE
+ * checks row by row: rows that swap values under one (two ranks of a day, two
+ * surrogate ids) collide halfway, though the rows as they end up, which
+ * {@link checkConstraints} judged, are fine. Those that no foreign key
+ * depends on can be taken away for the writes and re-created after, which
+ * checks every row at once, as a first run's bulk load does.
+ */
+function uniqueBesidesKey(plan: TablePlan): Suspended {
+  const isKey = (columns: string[] | null) =>
+    columns !== null && columns.length === plan.spec.key.length &&
+    columns.every((c) => plan.spec.key.includes(c));
+  return {
+    constraints: plan.target.constraints.filter((c) =>
+      ["p", "u"].includes(c.type) && !c.referenced && !isKey(c.columns)
+    ),
+    indexes: plan.target.indexes.filter((i) => i.unique && !i.constraint && !isKey(i.columns)),
+  };
+}
+
+/**
+ * Updates the changed rows, in a savepoint where the table has such
+ * constraints: if one refuses a row halfway, the table's updates and inserts
+ * are written with them taken away, and they are re-created (then
+ * `inserted` is set too). Where they cannot be taken away (no privilege),
+ * PostgreSQL's refusal stands.
+ */
+async function updateRows(
+  tx: Tx,
+  plan: TablePlan,
+): Promise<{ updated: number; inserted?: number }> {
+  const unique = uniqueBesidesKey(plan);
+  if (unique.constraints.length + unique.indexes.length === 0) {
+    return { updated: (await tx.unsafe(updateSql(plan))).count };
+  }
+  try {
+    return { updated: await tx.savepoint(async (sp) => (await sp.unsafe(updateSql(plan))).count) };
+  } catch (error) {
+    if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+    try {
+      return await tx.savepoint(async (sp) => {
+        await suspend(sp, plan, unique);
+        const updated = (await sp.unsafe(updateSql(plan))).count;
+        const inserted = (await sp.unsafe(insertSql(plan))).count;
+        await restore(sp, plan, unique);
+        return { inserted, updated };
+      });
+    } catch (retry) {
+      if ((retry as { code?: string }).code === INSUFFICIENT_PRIVILEGE) throw error;
+      throw retry;
+    }
   }
 }
 

@@ -2648,6 +2648,46 @@ Deno.test("a serial id's sequence moves only in a run that commits: not in a dry
   }, { tables: false });
 });
 
+Deno.test("a rerun where rows swap values under a unique constraint or index writes them: the rows as they end up are what is checked", async () => {
+  await withTarget(async (env) => {
+    await tutorialTarget(
+      env,
+      `ALTER TABLE snapshots ADD CONSTRAINT one_per_rank UNIQUE (snapshot_date, time_range, rank);
+       CREATE UNIQUE INDEX tracks_url ON tracks (spotify_url)`,
+    );
+    writeSqlite(env.sqlitePath, [track("a"), track("b"), track("c")], [
+      snapshot("a", { rank: 1 }),
+      snapshot("b", { rank: 2 }),
+    ]);
+    await migrate(env.options);
+    const shape = await shapeOf(env.sql, env.schema);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`UPDATE snapshots SET rank = 3 - rank;
+      UPDATE tracks SET spotify_url = CASE track_id
+        WHEN 'a' THEN 'https://open.spotify.com/track/b'
+        WHEN 'b' THEN 'https://open.spotify.com/track/a' ELSE spotify_url END`);
+    db.close();
+    const report = await migrate(env.options);
+    assert.deepEqual(report.tables.map((t) => [t.updated, t.inserted]), [[2, 0], [2, 0]]);
+    const rows = await env.sql.unsafe(
+      `SELECT t.track_id, t.spotify_url, s.rank FROM ${env.schema}.tracks t
+       LEFT JOIN ${env.schema}.snapshots s USING (track_id) ORDER BY t.track_id`,
+    );
+    assert.deepEqual(rows.map((r) => [r.track_id, r.spotify_url.slice(-1), r.rank]), [
+      ["a", "b", 2],
+      ["b", "a", 1],
+      ["c", "c", null],
+    ]);
+    assert.deepEqual(await shapeOf(env.sql, env.schema), shape, "every constraint and index back");
+    await assert.rejects(
+      env.sql.unsafe(`UPDATE ${env.schema}.snapshots SET rank = 1`),
+      /one_per_rank/,
+      "and enforced",
+    );
+    assert.deepEqual((await migrate(env.options)).tables.map((t) => t.updated), [0, 0]);
+  }, { tables: false });
+});
+
 Deno.test("any schema name works, quoted everywhere: a space, a dot, a double quote", async () => {
   const names = ["Music Data", "a.b", 'x"; DROP TABLE public.tracks CASCADE; --'];
   for (const schema of names) {
