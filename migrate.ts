@@ -136,6 +136,7 @@ export type ProblemKind =
   | "not-allowed"
   | "invalid-date"
   | "invalid-timestamp"
+  | "too-precise"
   | "invalid-boolean"
   | "nul-character"
   | "invalid-utf8"
@@ -365,6 +366,12 @@ const PROBLEM_KINDS: Record<ProblemKind, { title: string; hint: string }> = {
   "invalid-timestamp": {
     title: "value is not a timestamp written YYYY-MM-DD[ HH:MM[:SS[.ffffff]]][Z|±HH[:MM]]",
     hint: "correct the value in SQLite (SQLite's CURRENT_TIMESTAMP format works; it means UTC)",
+  },
+  "too-precise": {
+    title:
+      "timestamp has more fractional-second digits than the PostgreSQL column keeps (it would be rounded)",
+    hint:
+      "round the value in SQLite, or let the column keep them: ALTER TABLE … ALTER COLUMN … TYPE timestamp(6)",
   },
   "invalid-boolean": {
     title: "value is not a boolean (0, 1, true or false)",
@@ -1731,6 +1738,8 @@ interface TargetColumn {
   baseName: string;
   /** varchar(n), char(n): n. */
   length: number | null;
+  /** timestamp(p), timestamptz(p): p, the fractional-second digits it keeps (null: all six). */
+  precision: number | null;
   /** The labels of an enum type. */
   labels: string[] | null;
   notNull: boolean;
@@ -1800,13 +1809,19 @@ function valueCheck(
           : isCalendarDate(value)
           ? value
           : INVALID["invalid-date"];
-    case "timestamp":
+    case "timestamp": {
+      // PostgreSQL would round the digits beyond the column's precision
+      // without a word, as it would cut a too-long char(n)'s spaces.
+      const digits = column.precision;
       return (value) =>
         typeof value !== "string"
           ? INVALID["not-text"]
-          : isTimestamp(value)
-          ? value
-          : INVALID["invalid-timestamp"];
+          : !isTimestamp(value)
+          ? INVALID["invalid-timestamp"]
+          : digits !== null && fractionDigits(value) > digits
+          ? INVALID["too-precise"]
+          : value;
+    }
     case "boolean":
       return checkBoolean;
     case "json": {
@@ -1861,6 +1876,10 @@ function describeInvalid(kind: ProblemKind, column: TargetColumn, value: unknown
     } characters; ${column.type} holds ${column.length})`;
   }
   if (kind === "out-of-range") return `${shown} (does not fit ${column.type})`;
+  if (kind === "too-precise") {
+    const digits = column.precision!;
+    return `${shown} (${column.type} keeps ${digits} fractional digit${digits === 1 ? "" : "s"})`;
+  }
   if (kind === "not-allowed") {
     return `${shown} (${column.type} allows ${column.labels!.join(", ")})`;
   }
@@ -1898,6 +1917,11 @@ function digitsAt(text: string, at: number, count: number): number {
 }
 
 /** ISO 8601 as SQLite writes it (CURRENT_TIMESTAMP, datetime()), with an optional offset. */
+/** Significant fractional-second digits of a valid timestamp: `00.50` has one. */
+function fractionDigits(text: string): number {
+  return (ISO_TIMESTAMP.exec(text)![5] ?? "").replace(/0+$/, "").length;
+}
+
 function isTimestamp(text: string): boolean {
   const match = ISO_TIMESTAMP.exec(text);
   if (!match || !isCalendarDate(match[1])) return false;
@@ -2294,6 +2318,9 @@ async function readTarget(tx: Tx, schema: string, name: string): Promise<TargetT
     // varchar(n) and char(n) store n + 4 in the type modifier.
     length: ["varchar", "bpchar"].includes(row.base_name) && row.typmod >= 4
       ? row.typmod - 4
+      : null,
+    precision: ["timestamp", "timestamptz"].includes(row.base_name) && row.typmod >= 0
+      ? row.typmod
       : null,
     labels: row.labels,
     notNull: row.not_null,

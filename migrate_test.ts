@@ -2688,6 +2688,40 @@ Deno.test("a rerun where rows swap values under a unique constraint or index wri
   }, { tables: false });
 });
 
+Deno.test("a timestamp with more fractional digits than timestamp(p) keeps is refused, not rounded", async () => {
+  await withTarget(async (env) => {
+    await tutorialTarget(env, "ALTER TABLE tracks ALTER COLUMN created_at TYPE timestamp(1)");
+    writeSqlite(env.sqlitePath, [track("a"), track("b"), track("c")], []);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`UPDATE tracks SET created_at = CASE track_id
+      WHEN 'a' THEN '2024-01-31 09:05:00.25' WHEN 'b' THEN '2024-01-31 09:05:00.500'
+      ELSE '2024-01-31 09:05:00' END`);
+    db.close();
+    const error = await rejectsWith(migrate(env.options), "data");
+    assert.deepEqual(
+      error.problems.map((g) => [g.kind, g.examples.map((p) => [p.key, p.column, p.value])]),
+      [["too-precise", [[
+        "a",
+        "created_at",
+        '"2024-01-31 09:05:00.25" (timestamp(1) without time zone keeps 1 fractional digit)',
+      ]]]],
+    );
+    assert.deepEqual(await counts(env), [0, 0]);
+    const fixed = new DatabaseSync(env.sqlitePath);
+    fixed.exec("UPDATE tracks SET created_at = '2024-01-31 09:05:00.3' WHERE track_id = 'a'");
+    fixed.close();
+    assert.ok((await migrate(env.options)).ok);
+    const rows = await env.sql.unsafe(
+      `SELECT track_id, created_at::text AS at FROM ${env.schema}.tracks ORDER BY track_id`,
+    );
+    assert.deepEqual(rows.map((r) => r.at), [
+      "2024-01-31 09:05:00.3",
+      "2024-01-31 09:05:00.5",
+      "2024-01-31 09:05:00",
+    ]);
+  }, { tables: false });
+});
+
 Deno.test("any schema name works, quoted everywhere: a space, a dot, a double quote", async () => {
   const names = ["Music Data", "a.b", 'x"; DROP TABLE public.tracks CASCADE; --'];
   for (const schema of names) {
