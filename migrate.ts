@@ -4736,6 +4736,9 @@ async function connect(options: Options): Promise<Sql> {
   }
   const postgres = await loadDriver();
   for (const [i, attempt] of attempts.entries()) {
+    const opener = socket
+      ? undefined
+      : tcpSocket(connection.host, connection.port, options.connectTimeout);
     const sql = postgres({
       host: connection.host,
       port: connection.port,
@@ -4760,15 +4763,14 @@ async function connect(options: Options): Promise<Sql> {
       // our own TCP socket (see tcpSocket).
       ...{
         sslnegotiation: null,
-        socket: socket
-          ? undefined
-          : tcpSocket(connection.host, connection.port, options.connectTimeout),
+        socket: opener?.open,
       },
       onnotice: () => {},
       connection: { application_name: connection.applicationName },
     });
     try {
       await sql`SELECT 1`;
+      if (opener) opener.ready = true;
     } catch (error) {
       await sql.end({ timeout: 0 });
       const code = (error as { code?: unknown })?.code;
@@ -4800,40 +4802,61 @@ async function connect(options: Options): Promise<Sql> {
 }
 
 /**
- * A TCP socket for postgres.js, with Nagle's algorithm off. postgres.js
+ * TCP sockets for postgres.js, with Nagle's algorithm off. postgres.js
  * leaves it on, so a COPY's last message (CopyDone) waited for the server's
  * delayed ACK of the data before it, PostgreSQL answering nothing until
  * CopyDone: measured, every COPY cost 40-90 ms however small (a rerun makes
  * four). postgres.js starts its connection timeout only once the socket is
  * connected, so the TCP connect gets the same limit here.
+ *
+ * A server that closes the connection before the handshake ends (a web
+ * server on that port, a tunnel or load balancer whose far end is down)
+ * makes postgres.js reconnect at once, forever, its timeout restarted each
+ * time: so a second socket before the first connection is `ready` fails.
  */
 function tcpSocket(host: string, port: number, timeoutSeconds: number) {
-  return () =>
-    new Promise<Socket>((resolve, reject) => {
-      const socket = connectTcp(port, host);
-      socket.setNoDelay(true);
-      // postgres.js names the TLS server (SNI) after the socket's host.
-      Object.assign(socket, { host, port });
-      const fail = (error: Error) => {
-        clearTimeout(timer);
-        reject(error);
-      };
-      const timer = timeoutSeconds > 0
-        ? setTimeout(() => {
-          socket.destroy();
-          fail(Object.assign(new Error(`connect CONNECT_TIMEOUT ${host}:${port}`), {
-            code: "CONNECT_TIMEOUT",
-          }));
-        }, timeoutSeconds * 1000)
-        : undefined;
-      socket.once("error", fail);
-      socket.once("connect", () => {
-        clearTimeout(timer);
-        socket.off("error", fail);
-        resolve(socket);
-      });
+  const connectOne = (resolve: (socket: Socket) => void, reject: (error: Error) => void) => {
+    const socket = connectTcp(port, host);
+    socket.setNoDelay(true);
+    // postgres.js names the TLS server (SNI) after the socket's host.
+    Object.assign(socket, { host, port });
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      reject(error);
+    };
+    const timer = timeoutSeconds > 0
+      ? setTimeout(() => {
+        socket.destroy();
+        fail(Object.assign(new Error(`connect CONNECT_TIMEOUT ${host}:${port}`), {
+          code: "CONNECT_TIMEOUT",
+        }));
+      }, timeoutSeconds * 1000)
+      : undefined;
+    socket.once("error", fail);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      socket.off("error", fail);
+      resolve(socket);
     });
+  };
+  let opened = 0;
+  const opener = {
+    /** Set once the first connection answered a query. */
+    ready: false,
+    open: () =>
+      new Promise<Socket>((resolve, reject) => {
+        if (opened++ === 0 || opener.ready) return connectOne(resolve, reject);
+        reject(Object.assign(
+          new Error(`${host}:${port} closed the connection before PostgreSQL's handshake ended`),
+          { code: CLOSED_EARLY },
+        ));
+      }),
+  };
+  return opener;
 }
+
+/** The code of {@link tcpSocket}'s failure when the server hung up during the handshake. */
+const CLOSED_EARLY = "CLOSED_DURING_HANDSHAKE";
 
 function fileExists(path: string): boolean {
   try {
@@ -6432,6 +6455,8 @@ const CONNECTION_HINTS: Record<string, string> = {
   ENOTFOUND: "the host name (DATABASE_URL or PGHOST) does not resolve",
   CONNECT_TIMEOUT:
     "the server did not answer in time; check host, port and firewall (or raise --connect-timeout)",
+  [CLOSED_EARLY]:
+    "is that PostgreSQL's port? Something there (a web server, a tunnel or load balancer whose far end is down) accepts connections and closes them; nothing was written",
   "28P01":
     "wrong user name or password (DATABASE_URL, PGUSER/PGPASSWORD or the password file ~/.pgpass)",
   "28000":

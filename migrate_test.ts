@@ -1022,6 +1022,30 @@ Deno.test("bad setup: one clear line, exit 2, nothing created", async (t) => {
       oneError(r, /CONNECT_TIMEOUT|timeout/i);
       assert.ok(seconds < 8, `gave up after ${seconds.toFixed(1)}s`);
     });
+    await t.step("a port that accepts and hangs up (not PostgreSQL) fails at once", async () => {
+      // postgres.js reconnected forever, its timeout restarted on each close.
+      const rude = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      let accepted = 0;
+      const accepting = (async () => {
+        for await (const conn of rude) {
+          accepted++;
+          await conn.read(new Uint8Array(64)).catch(() => null);
+          conn.close();
+        }
+      })();
+      const url = new URL(TEST_DATABASE_URL);
+      url.host = `127.0.0.1:${(rude.addr as Deno.NetAddr).port}`;
+      const r = await runCli([...env.flags, "--database-url", url.href, "--connect-timeout", "30"]);
+      rude.close();
+      await accepting.catch(() => {});
+      oneError(
+        r,
+        /closed the connection before PostgreSQL's handshake ended[\s\S]*is that PostgreSQL's port/,
+      );
+      assert.equal(r.code, 2);
+      // sslmode=prefer: one try with TLS, one without.
+      assert.ok(accepted <= 2, `${accepted} connections`);
+    });
     await t.step("missing target table names it", async () => {
       oneError(
         await runCli([...env.flags, "--schema", "public_nonexistent"]),
