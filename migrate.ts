@@ -1003,6 +1003,15 @@ function parseConnectionUrl(url: string): ConnectionWords {
   const authority = authorityEnd < 0 ? rest : rest.slice(0, authorityEnd);
   const afterAuthority = authorityEnd < 0 ? "" : rest.slice(authorityEnd);
   const at = authority.lastIndexOf("@");
+  if (at < 0 && unencodedUserInfo(afterAuthority)) {
+    // The password's / or ? ended the authority early: what follows would be
+    // read (and printed) as port, database or setting. Never echo it.
+    throw new MigrationError(
+      "config",
+      "DATABASE_URL's password (or user name) holds a / or ? that is not percent-encoded, so the URL cannot be read",
+      "percent-encode them in the URL (/ as %2F, ? as %3F, @ as %40), or give the password in PGPASSWORD or ~/.pgpass",
+    );
+  }
   if (at >= 0) {
     const userInfo = authority.slice(0, at);
     const colon = userInfo.indexOf(":");
@@ -1030,11 +1039,27 @@ function parseConnectionUrl(url: string): ConnectionWords {
     for (const pair of afterAuthority.slice(query + 1).split("&")) {
       if (!pair) continue;
       const eq = pair.indexOf("=");
-      const key = decodeUriPart((eq < 0 ? pair : pair.slice(0, eq)).replaceAll("+", " "));
-      words[key] = decodeUriPart((eq < 0 ? "" : pair.slice(eq + 1)).replaceAll("+", " "));
+      // As libpq: a + stays a + (only %XX is decoded).
+      const key = decodeUriPart(eq < 0 ? pair : pair.slice(0, eq));
+      words[key] = decodeUriPart(eq < 0 ? "" : pair.slice(eq + 1));
     }
   }
   return words;
+}
+
+/**
+ * Whether the text after a URL's authority, which has no `@`, holds the rest
+ * of a user info: an `@` in the path (`/db` does not hold one), or in a query
+ * item with no `=`. (`?user=me@example` is a setting, not user info.)
+ */
+function unencodedUserInfo(afterAuthority: string): boolean {
+  const query = afterAuthority.indexOf("?");
+  const path = query < 0 ? afterAuthority : afterAuthority.slice(0, query);
+  if (path.includes("@")) return true;
+  if (query < 0) return false;
+  return afterAuthority.slice(query + 1).split("&").some((item) =>
+    !item.includes("=") && item.includes("@")
+  );
 }
 
 // A conninfo value: single-quoted with \' and \\ escapes, or bare up to white space.
@@ -1061,8 +1086,44 @@ function parseConninfo(text: string): ConnectionWords {
   return words;
 }
 
+/**
+ * libpq settings taken without effect, with the values that ask for nothing
+ * this tool does not do anyway: hosted services' URLs carry them (Neon's:
+ * `sslmode=require&channel_binding=require`). Any other value is refused
+ * with its reason: the driver cannot meet it.
+ */
+const TOLERATED_KEYWORDS: Record<string, { values: string[]; refused: string; fix: string }> = {
+  channel_binding: {
+    values: ["disable", "prefer"],
+    refused: "this tool's PostgreSQL driver (postgres.js) cannot bind SCRAM to the TLS channel",
+    fix:
+      "remove channel_binding=require and use sslmode=verify-full (add sslrootcert=system for a public CA, as Neon's): it verifies the server before authenticating",
+  },
+  gssencmode: {
+    values: ["disable", "prefer"],
+    refused: "this tool cannot use GSSAPI encryption",
+    fix: "remove gssencmode, and use sslmode for an encrypted connection",
+  },
+  target_session_attrs: {
+    values: ["any", "read-write", "primary"],
+    refused: "this tool connects to one host and writes to it",
+    fix: "remove target_session_attrs, and name the primary server's host",
+  },
+};
+
 function parseConnectionString(text: string): ConnectionWords {
   const words = URL_SCHEME.test(text) ? parseConnectionUrl(text) : parseConninfo(text);
+  for (const [key, value] of Object.entries(words)) {
+    const tolerated = TOLERATED_KEYWORDS[key];
+    if (tolerated && !tolerated.values.includes(value)) {
+      throw new MigrationError(
+        "config",
+        `DATABASE_URL asks for ${key}=${value}, but ${tolerated.refused}`,
+        tolerated.fix,
+      );
+    }
+    if (tolerated) delete words[key];
+  }
   for (const key of Object.keys(words)) {
     if (!(key in CONNECTION_KEYWORDS)) {
       throw new MigrationError(

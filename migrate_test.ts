@@ -1650,12 +1650,21 @@ Deno.test("connection settings: URL or key=value first, then PG* variables, pass
     assert.deepEqual([unencoded.user, unencoded.password], ["at", "p@ss@w:rd"]);
     assert.equal(describeConnection(unencoded), "at@h:5/db");
     const query = connection([], {
-      DATABASE_URL: "postgres://u@h/db?password=a%26b&sslmode=require&application_name=x+y",
+      DATABASE_URL:
+        "postgres://u@h/db?password=a%26b+c&sslmode=require&application_name=x%20y&user=me@example",
     });
-    assert.deepEqual([query.password, query.sslmode, query.applicationName], [
-      "a&b",
+    // Settings libpq knows whose values ask for nothing more are taken.
+    const tolerated = connection([], {
+      DATABASE_URL:
+        "postgresql://u@h/db?sslmode=verify-full&channel_binding=prefer&target_session_attrs=read-write&gssencmode=disable",
+    });
+    assert.equal(tolerated.sslmode, "verify-full");
+    // As libpq: only %XX is decoded, a + stays a +.
+    assert.deepEqual([query.password, query.sslmode, query.applicationName, query.user], [
+      "a&b+c",
       "require",
       "x y",
+      "me@example",
     ]);
     for (
       const url of [
@@ -1695,12 +1704,23 @@ Deno.test("connection settings: URL or key=value first, then PG* variables, pass
         ["postgresql://h:port/db", /port port .* is not a port number/],
         ["postgresql://h/db?connect_timeout=soon", /connect_timeout soon .* not a whole number/],
         ["host=h 'oops", /neither a postgresql:\/\/ URL nor key=value/],
+        // A / or ? in the password ends the authority: never read (nor
+        // printed) the rest as port, database or setting.
+        [
+          "postgresql://u:p@ep-x.neon.tech/db?sslmode=require&channel_binding=require",
+          /channel_binding=require, but .* cannot bind SCRAM to the TLS channel/,
+        ],
+        ["postgresql://h/db?target_session_attrs=standby", /target_session_attrs=standby/],
+        ["postgresql://mtm:Xy7/Secret9@localhost:5432/db", /holds a \/ or \? that is not/],
+        ["postgresql://mtm:Xy7?Secret9@localhost:5432/db", /holds a \/ or \? that is not/],
+        ["postgresql://mtm:5433/Secret9@localhost:5432/db", /holds a \/ or \? that is not/],
       ] as const
     ) {
       assert.throws(
         () => resolveOptions([], { DATABASE_URL: url }),
         (error: unknown) =>
-          error instanceof MigrationError && error.exitCode === 2 && message.test(error.message),
+          error instanceof MigrationError && error.exitCode === 2 && message.test(error.message) &&
+          !`${error.message} ${error.hint}`.includes("Secret9"),
         url,
       );
     }
