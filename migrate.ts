@@ -4830,8 +4830,16 @@ async function connect(options: Options): Promise<Sql> {
       connection: { application_name: connection.applicationName },
     });
     try {
-      await sql`SELECT 1`;
+      const { state } = await sql`SELECT 1`;
       if (opener) opener.ready = true;
+      // What the CLI needs to cancel the running statement on a signal.
+      cancelKeySink?.({
+        ...(socket
+          ? { path: `${connection.host}/.s.PGSQL.${connection.port}` }
+          : { host: connection.host, port: connection.port }),
+        pid: state.pid,
+        secret: state.secret,
+      });
     } catch (error) {
       await sql.end({ timeout: 0 });
       const code = (error as { code?: unknown })?.code;
@@ -6878,11 +6886,62 @@ const STOP_SIGNALS: readonly [Deno.Signal, number, string][] = [
   ["SIGHUP", 129, "hung up (SIGHUP)"],
 ];
 
+/**
+ * Where the server listens and the key that cancels the connection's running
+ * statement (PostgreSQL's CancelRequest, as libpq's PQcancel sends it).
+ */
+interface CancelKey {
+  host?: string;
+  port?: number;
+  /** The Unix socket's path. */
+  path?: string;
+  pid: number;
+  secret: number;
+}
+
+/** Set in the CLI's worker: hands the main thread the connection's cancel key. */
+let cancelKeySink: ((key: CancelKey) => void) | undefined;
+
+/**
+ * Cancels the statement running on the run's connection. Closing the
+ * connection alone is not enough: PostgreSQL notices it only between
+ * statements, and a statement waiting for a lock (or a long one) would hold
+ * the transaction, and every lock it took, until it ends. Never waits more
+ * than a second: the run is ending.
+ */
+async function sendCancel(key: CancelKey): Promise<void> {
+  const request = new DataView(new ArrayBuffer(16));
+  request.setInt32(0, 16);
+  request.setInt32(4, 80877102); // CancelRequest
+  request.setInt32(8, key.pid);
+  request.setInt32(12, key.secret);
+  const send = async () => {
+    const conn = key.path
+      ? await Deno.connect({ transport: "unix", path: key.path })
+      : await Deno.connect({ hostname: key.host!, port: key.port! });
+    try {
+      await conn.write(new Uint8Array(request.buffer));
+      // The server closes the connection once it has read the request.
+      await conn.read(new Uint8Array(1)).catch(() => null);
+    } finally {
+      conn.close();
+    }
+  };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    send().catch(() => {}),
+    new Promise((resolve) => timer = setTimeout(resolve, 1000)),
+  ]);
+  clearTimeout(timer);
+}
+
 /** The CLI runs in a worker thread, so that its heap has the limit above. */
 function runCliInWorker(args: string[]): void {
+  let cancelKey: CancelKey | undefined;
   for (const [signal, code, what] of STOP_SIGNALS) {
     try {
-      Deno.addSignalListener(signal, () => {
+      Deno.addSignalListener(signal, async () => {
+        if (cancelKey) await sendCancel(cancelKey);
         console.error(`\n${what}: the transaction was rolled back, nothing was written`);
         Deno.exit(code);
       });
@@ -6895,7 +6954,10 @@ function runCliInWorker(args: string[]): void {
     workerData: { role: CLI_WORKER, args },
     resourceLimits: { maxYoungGenerationSizeMb: CLI_YOUNG_GENERATION_MIB },
   });
-  worker.on("message", (code: number) => Deno.exit(code));
+  worker.on("message", (message: number | { cancelKey: CancelKey }) => {
+    if (typeof message === "number") Deno.exit(message);
+    else cancelKey = message.cancelKey;
+  });
   worker.on("error", (error: Error) => {
     console.error(unexpectedError(error.message));
     Deno.exit(EXIT_INTERNAL);
@@ -6924,6 +6986,7 @@ function exposeGarbageCollection(): void {
 
 async function cliWorker(args: string[]): Promise<void> {
   exposeGarbageCollection();
+  cancelKeySink = (cancelKey) => parentPort!.postMessage({ cancelKey });
   // postgres.js 3.4.9 can throw from a timer after the server ends the
   // connection (porsager/postgres#1154, #1208), out of reach of any await.
   // The transaction ended with the connection, so say that and stop.

@@ -1234,10 +1234,19 @@ Deno.test("Ctrl-C in the middle rolls back and says so", async () => {
     writeSqlite(env.sqlitePath, tracks, snapshots);
     const gate = await holdSnapshotInserts(env);
     const run = cliCommand(env.flags).spawn();
-    await gate.waitingPid();
+    const pid = await gate.waitingPid();
     run.kill("SIGINT");
     const status = await run.status;
-    await gate.release();
+    // With the gate still shut: its statement was cancelled, so the server
+    // ended the transaction and let go of the tables (closing the connection
+    // alone left the backend waiting, holding its locks, until the gate opened).
+    let gone = false;
+    try {
+      gone = await backendEnds(env, pid);
+    } finally {
+      await gate.release();
+    }
+    assert.ok(gone, `backend ${pid} still there with the gate shut`);
     await run.stdout.cancel();
     const stderr = await new Response(run.stderr).text();
     assert.equal(status.code, 130);
@@ -1309,6 +1318,18 @@ async function waitForLockWaits(env: Env, count: number): Promise<number[]> {
 }
 
 /** Installs a statement trigger that makes INSERTs into snapshots wait until release(). */
+/** Whether a backend ends within 10 s (false if not: the caller fails, nothing hangs). */
+async function backendEnds(env: Env, pid: number): Promise<boolean> {
+  const deadline = performance.now() + 10_000;
+  while (performance.now() < deadline) {
+    const [{ n }] = await env
+      .sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${pid}`;
+    if (n === 0) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return false;
+}
+
 async function holdSnapshotInserts(env: Env) {
   const key = 4_2424_2424;
   await env.sql.unsafe(`
