@@ -789,7 +789,12 @@ function environmentWithDotenv(path = ".env"): Record<string, string> {
   try {
     fileValues = parseDotenv(Deno.readTextFileSync(path));
   } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    if (error instanceof Deno.errors.NotFound) return Deno.env.toObject();
+    throw new MigrationError(
+      "config",
+      `the ${path} file in the current directory cannot be read: ${errorMessage(error)}`,
+      `fix or remove ${path} (settings in the environment or flags need no ${path})`,
+    );
   }
   return { ...fileValues, ...Deno.env.toObject() };
 }
@@ -4845,7 +4850,7 @@ async function connect(options: Options): Promise<Sql> {
       const code = (error as { code?: unknown })?.code;
       const last = i === attempts.length - 1;
       if (last || typeof code !== "string" || NOT_RETRIED.has(code)) {
-        throw asMigrationError(error, connection);
+        throw whileConnecting(asMigrationError(error, connection));
       }
       continue;
     }
@@ -4868,6 +4873,14 @@ async function connect(options: Options): Promise<Sql> {
     return sql;
   }
   throw new Error("unreachable: no connection attempt");
+}
+
+/**
+ * A connection that failed before any transaction began: not "rolled back".
+ */
+function whileConnecting(failure: MigrationError): MigrationError {
+  if (failure.hint !== CONNECTION_LOST) return failure;
+  return new MigrationError(failure.kind, failure.message, CONNECTION_HINTS[CLOSED_EARLY]);
 }
 
 /**
@@ -6580,6 +6593,7 @@ function asMigrationError(error: unknown, connection?: ConnectionSettings): Migr
     : "PostgreSQL";
   const message = redact(`${where}: ${text}`, connection);
   const hint = (code === "ECONNRESET" && TLS_REFUSED.test(text) ? TLS_REFUSED_HINT : undefined) ??
+    refusedHint(code, text, connection) ??
     CONNECTION_HINTS[code] ??
     "nothing was written: the transaction was rolled back";
   if (code.startsWith(INTEGRITY_VIOLATION)) {
@@ -6599,6 +6613,34 @@ function asMigrationError(error: unknown, connection?: ConnectionSettings): Migr
 }
 
 const REPORT_A_BUG = "this is a bug in migrate.ts: please report it, with the command you ran";
+
+/**
+ * The fix for a refused login, where the code alone misleads: a pooler
+ * reports a wrong password or database as a protocol violation (08P01), and
+ * pg_hba's refusals (28000) have several causes, TLS only one of them.
+ */
+function refusedHint(
+  code: string,
+  text: string,
+  connection: ConnectionSettings | undefined,
+): string | undefined {
+  if (code === "28P01" && connection && connection.password === undefined) {
+    return "the server asks for a password and none was given: set it in DATABASE_URL, PGPASSWORD or the password file (~/.pgpass)";
+  }
+  if (code === "08P01" && /SASL|password/i.test(text)) return CONNECTION_HINTS["28P01"];
+  if (code === "08P01" && /no such database/i.test(text)) return CONNECTION_HINTS["3D000"];
+  if (code !== "28000") return undefined;
+  if (/role .* does not exist/.test(text)) {
+    return "no such user on the server: set the user in DATABASE_URL or PGUSER (without one, it is your OS user name)";
+  }
+  if (/peer authentication/i.test(text)) {
+    return "peer authentication needs the OS user to be the database user: run as that OS user, or connect over TCP (host=localhost) with a password";
+  }
+  if (connection && (connection.host.startsWith("/") || connection.sslmode !== "disable")) {
+    return "the server's pg_hba.conf has no rule that lets this user into this database from here: ask its administrator, or check user, database and host";
+  }
+  return undefined;
+}
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -6747,7 +6789,8 @@ export async function main(args: string[]): Promise<number> {
     version: false,
     quiet: false,
     verbose: false,
-    json: false,
+    // Known before the flags are parsed: their errors are JSON too.
+    json: args.includes("--json"),
   };
   let connection: ConnectionSettings | undefined;
   let connected: ConnectionInfo | undefined;

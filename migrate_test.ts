@@ -1892,8 +1892,29 @@ Deno.test("CLI: the password file is used, and refused (one warning line) when o
       `warning: password file ${passfile} has group or world access and is ignored; chmod 0600 ${passfile}`,
     );
     assert.match(refused.stderr, /error: .*password authentication failed|no password/);
+    assert.match(refused.stderr, /fix: the server asks for a password and none was given/);
     assert.ok(!`${refused.stdout}${refused.stderr}`.includes(PG.password));
   });
+});
+
+Deno.test("CLI: --json makes even a flag's error JSON; an unreadable .env is named, not blamed on PostgreSQL", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const bad = await runCliWith(["--json", "--database-url", "postgresql://h:port/db"], {}, dir);
+    assert.equal(bad.code, 2);
+    const json = JSON.parse(bad.stdout);
+    assert.deepEqual([json.ok, json.error.kind], [false, "config"]);
+    assert.match(json.error.message, /port port .* is not a port number/);
+
+    await Deno.mkdir(`${dir}/.env`);
+    const dotenv = await runCliWith(["--sqlite", `${dir}/none.db`], {}, dir);
+    assert.equal(dotenv.code, 2);
+    assert.match(dotenv.stderr, /^error: the \.env file in the current directory cannot be read/);
+    assert.match(dotenv.stderr, /fix: fix or remove \.env/);
+    assert.doesNotMatch(dotenv.stderr, /PostgreSQL/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 testNeeding("CLI connects through the Unix socket: URL with ?host=, empty host, PGHOST", [
