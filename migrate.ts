@@ -3157,6 +3157,57 @@ function insertSql(plan: TablePlan): string {
     ORDER BY ${plan.spec.key.map((k) => `s.${q(k)}`).join(", ")}`;
 }
 
+const ON_DELETE: Record<string, string> = { c: "CASCADE", n: "SET NULL", d: "SET DEFAULT" };
+
+/**
+ * Runs a prune: the rows it deletes may be what other tables' foreign keys
+ * point at, and with ON DELETE CASCADE, SET NULL or SET DEFAULT PostgreSQL
+ * deletes or changes those tables' rows too (the schema's own rule, not
+ * ours to refuse). Each such table touched gets a line, with how many of its
+ * rows (this transaction's own counts, read before and after): --dry-run
+ * shows them too. Returns the rows pruned.
+ */
+async function pruneRows(
+  tx: Tx,
+  plans: TablePlan[],
+  plan: TablePlan,
+  statement: string,
+  step: (line: string) => void,
+): Promise<number> {
+  const dependents = await tx.unsafe(
+    `SELECT format('%I.%I', n.nspname, r.relname) AS name, c.conrelid::oid::text AS oid,
+            c.conname, c.confdeltype AS action
+     FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
+       JOIN pg_namespace n ON n.oid = r.relnamespace
+     WHERE c.contype = 'f' AND c.confrelid = $1::oid AND c.confdeltype IN ('c', 'n', 'd')
+       AND c.conrelid <> ALL($2::oid[])
+     ORDER BY 1, 3`,
+    [plan.target.oid, plans.map((p) => p.target.oid)],
+  );
+  const touched = async () =>
+    await Promise.all(dependents.map(async (d) => {
+      const [{ n }] = await tx.unsafe(
+        `SELECT (pg_stat_get_xact_tuples_deleted($1::oid)
+                 + pg_stat_get_xact_tuples_updated($1::oid))::int AS n`,
+        [d.oid],
+      );
+      return n as number;
+    }));
+  const before = await touched();
+  const pruned = (await tx.unsafe(statement)).count;
+  const after = await touched();
+  dependents.forEach((d, i) => {
+    const n = after[i] - before[i];
+    if (n === 0) return;
+    step(
+      `  … and ${d.action === "c" ? "deleted" : "changed"} ${n} row${
+        n === 1 ? "" : "s"
+      } of ${d.name} (its foreign key ${d.conname} is ON DELETE ${ON_DELETE[d.action]})`,
+    );
+  });
+  return pruned;
+}
+
 function pruneSql(plan: TablePlan): string {
   return `DELETE FROM ${plan.target.qualified} t WHERE ${extraRow(plan)}`;
 }
@@ -5853,10 +5904,14 @@ async function rerunByBuckets(
       if (n === 0) continue;
       if (!options.prune) throw new Abandon(`rows only in PostgreSQL in ${plan.spec.name}`);
       step(`pruning ${plan.spec.name} rows that SQLite does not have`);
-      written.get(plan)!.pruned = (await sp.unsafe(
+      written.get(plan)!.pruned = await pruneRows(
+        sp,
+        plans,
+        plan,
         `DELETE FROM ${plan.target.qualified} t USING ${extras.get(plan)} e
          WHERE ${keyMatch(plan, "e", "t")}`,
-      )).count;
+        step,
+      );
     }
     for (const plan of changed) {
       const started = performance.now();
@@ -6325,7 +6380,7 @@ async function writeChanges(
   for (const plan of [...plans].reverse()) {
     if (!prune || diffs.get(plan)!.extra === 0) continue;
     step(`pruning ${plan.spec.name} rows that SQLite does not have`);
-    written.get(plan)!.pruned = (await tx.unsafe(pruneSql(plan))).count;
+    written.get(plan)!.pruned = await pruneRows(tx, plans, plan, pruneSql(plan), step);
   }
   for (const plan of plans) {
     const diff = diffs.get(plan)!;

@@ -2808,6 +2808,39 @@ Deno.test("a timestamp with more fractional digits than timestamp(p) keeps is re
   }, { tables: false });
 });
 
+Deno.test("--prune says which other tables' rows go with it (their ON DELETE CASCADE or SET NULL), --dry-run too", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a"), track("b"), track("c")], [snapshot("a")]);
+    assert.ok((await migrate(env.options)).ok);
+    await env.sql.unsafe(`SET search_path TO ${env.schema};
+      CREATE TABLE favorites (track_id TEXT REFERENCES tracks ON DELETE CASCADE, note TEXT);
+      CREATE TABLE plays (id INT, track_id TEXT REFERENCES tracks ON DELETE SET NULL);
+      INSERT INTO favorites VALUES ('b', 'x'), ('b', 'y'), ('c', 'z');
+      INSERT INTO plays VALUES (1, 'b'), (2, 'a');
+      RESET search_path`);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec("DELETE FROM tracks WHERE track_id = 'b'");
+    db.close();
+    const lines = [
+      `… and deleted 2 rows of ${env.schema}.favorites (its foreign key favorites_track_id_fkey is ON DELETE CASCADE)`,
+      `… and changed 1 row of ${env.schema}.plays (its foreign key plays_track_id_fkey is ON DELETE SET NULL)`,
+    ];
+    const dry = await runCli([...env.flags, "--prune", "--dry-run"]);
+    assert.equal(dry.code, 0, dry.stderr);
+    for (const line of lines) assert.ok(dry.stdout.includes(line), dry.stdout);
+    const [{ n }] = await env.sql.unsafe(`SELECT count(*)::int AS n FROM ${env.schema}.favorites`);
+    assert.equal(n, 3, "the dry run kept them");
+    const run = await runCli([...env.flags, "--prune"]);
+    assert.equal(run.code, 0, run.stderr);
+    for (const line of lines) assert.ok(run.stdout.includes(line), run.stdout);
+    const rows = await env.sql.unsafe(
+      `SELECT (SELECT count(*) FROM ${env.schema}.favorites)::int AS favorites,
+              (SELECT count(*) FROM ${env.schema}.plays WHERE track_id IS NULL)::int AS unplayed`,
+    );
+    assert.deepEqual([rows[0].favorites, rows[0].unplayed], [1, 1]);
+  });
+});
+
 Deno.test("any schema name works, quoted everywhere: a space, a dot, a double quote", async () => {
   const names = ["Music Data", "a.b", 'x"; DROP TABLE public.tracks CASCADE; --'];
   for (const schema of names) {
