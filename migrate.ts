@@ -1715,10 +1715,24 @@ function* readPages(source: Source, plan: TablePlan, pageRows: number): Generato
   }
 }
 
-/** Keys that occur more than once, asked of SQLite only when no UNIQUE index rules them out. */
-function duplicateSourceKeys(source: Source, table: TableSpec): { key: string; count: number }[] {
-  if (source.tables[table.name].uniqueKey) return [];
-  const keys = table.key.map(q).join(", ");
+/**
+ * Keys that occur more than once, as the target compares them: a char(n)
+ * key ignores trailing spaces, a citext one case (ASCII case here; PostgreSQL
+ * refuses the rest when it writes). Asked of SQLite only where no UNIQUE
+ * index of its own rules them out, which it cannot for such keys.
+ */
+function duplicateSourceKeys(
+  source: Source,
+  plan: TablePlan,
+): { key: string; count: number; folded: boolean }[] {
+  const table = plan.spec;
+  const asTarget = table.key.map((k) => {
+    const base = plan.columns.find((c) => c.name === k)?.target.baseName;
+    return base === "bpchar" ? `rtrim(${q(k)}, ' ')` : base === "citext" ? `lower(${q(k)})` : q(k);
+  });
+  const folded = asTarget.some((expression, i) => expression !== q(table.key[i]));
+  if (source.tables[table.name].uniqueKey && !folded) return [];
+  const keys = asTarget.join(", ");
   const statement = prepareArrays(
     source.db,
     `SELECT ${keys}, count(*) FROM ${q(table.name)} GROUP BY ${keys} HAVING count(*) > 1`,
@@ -1727,6 +1741,7 @@ function duplicateSourceKeys(source: Source, table: TableSpec): { key: string; c
     return statement.all().map((row) => ({
       key: row.slice(0, -1).map(String).join("/"),
       count: Number(row.at(-1)),
+      folded,
     }));
   } catch (error) {
     throw asSqliteError(error, source.path);
@@ -2849,12 +2864,16 @@ async function stageSource(
     refused: new Map(plans.map((p) => [p.spec.name, []])),
   };
   for (const plan of plans) {
-    for (const duplicate of duplicateSourceKeys(source, plan.spec)) {
+    for (const duplicate of duplicateSourceKeys(source, plan)) {
       log.problems.add({
         kind: "duplicate-key",
         table: plan.spec.name,
         key: duplicate.key,
-        value: `${duplicate.count} rows`,
+        value: `${duplicate.count} rows${
+          duplicate.folded
+            ? ", equal as PostgreSQL compares the key (char(n) ignores trailing spaces, citext case)"
+            : ""
+        }`,
       });
     }
   }
@@ -5106,7 +5125,7 @@ async function loadDirect(
     const unverified: TablePlan[] = [];
     let ahead: Prefetch | undefined;
     for (const [k, plan] of plans.entries()) {
-      if (duplicateSourceKeys(source, plan.spec).length > 0) throw new Abandon("duplicate keys");
+      if (duplicateSourceKeys(source, plan).length > 0) throw new Abandon("duplicate keys");
       const tableStarted = performance.now();
       const bulk = source.tables[plan.spec.name].rows >= BULK_INSERT_ROWS;
       const suspended = bulk ? suspendable(plan, true) : { constraints: [], indexes: [] };
@@ -5833,7 +5852,7 @@ async function rerunByBuckets(
       plans.map((p) => [p, { inserted: 0, updated: 0, pruned: 0, seconds: 0 }]),
     );
     for (const plan of plans) {
-      if (duplicateSourceKeys(source, plan.spec).length > 0) throw new Abandon("duplicate keys");
+      if (duplicateSourceKeys(source, plan).length > 0) throw new Abandon("duplicate keys");
     }
     // PostgreSQL sums every table's rows, one after the other, while
     // JavaScript reads SQLite's: all the queries go out before the reading,

@@ -2841,6 +2841,32 @@ Deno.test("--prune says which other tables' rows go with it (their ON DELETE CAS
   });
 });
 
+Deno.test("keys equal only as the target compares them (char(n) ignores trailing spaces) are duplicate keys, named, on a first run and a rerun", async () => {
+  await withTarget(async (env) => {
+    await tutorialTarget(env, "ALTER TABLE tracks ALTER COLUMN track_id TYPE CHAR(22)");
+    writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a")]);
+    assert.ok((await migrate(env.options)).ok);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`INSERT INTO tracks (track_id, name, artist_name) VALUES ('b ', 'Song b again', 'x')`);
+    db.close();
+    for (const what of ["rerun", "first run"]) {
+      if (what === "first run") {
+        await env.sql.unsafe(`TRUNCATE ${env.schema}.snapshots, ${env.schema}.tracks`);
+      }
+      const error = await rejectsWith(migrate(env.options), "data");
+      assert.deepEqual(
+        error.problems.map((g) => [g.kind, g.examples.map((p) => [p.key, p.value])]),
+        [["duplicate-key", [[
+          "b",
+          "2 rows, equal as PostgreSQL compares the key (char(n) ignores trailing spaces, citext case)",
+        ]]]],
+        what,
+      );
+    }
+    assert.deepEqual(await counts(env), [0, 0]);
+  }, { tables: false });
+});
+
 Deno.test("any schema name works, quoted everywhere: a space, a dot, a double quote", async () => {
   const names = ["Music Data", "a.b", 'x"; DROP TABLE public.tracks CASCADE; --'];
   for (const schema of names) {
