@@ -1008,7 +1008,7 @@ function parseConnectionUrl(url: string): ConnectionWords {
   const authority = authorityEnd < 0 ? rest : rest.slice(0, authorityEnd);
   const afterAuthority = authorityEnd < 0 ? "" : rest.slice(authorityEnd);
   const at = authority.lastIndexOf("@");
-  if (at < 0 && unencodedUserInfo(afterAuthority)) {
+  if (unencodedUserInfo(afterAuthority)) {
     // The password's / or ? ended the authority early: what follows would be
     // read (and printed) as port, database or setting. Never echo it.
     throw new MigrationError(
@@ -1053,18 +1053,20 @@ function parseConnectionUrl(url: string): ConnectionWords {
 }
 
 /**
- * Whether the text after a URL's authority, which has no `@`, holds the rest
- * of a user info: an `@` in the path (`/db` does not hold one), or in a query
- * item with no `=`. (`?user=me@example` is a setting, not user info.)
+ * Whether the text after a URL's authority holds the rest of a user info
+ * that an unencoded `/` or `?` cut short: an `@` in the path (a database name
+ * holds none unencoded), or in a query item that is no setting this tool
+ * takes (`?user=me@example` is one; `?Sec=ret@host` is a password's tail).
  */
 function unencodedUserInfo(afterAuthority: string): boolean {
   const query = afterAuthority.indexOf("?");
   const path = query < 0 ? afterAuthority : afterAuthority.slice(0, query);
   if (path.includes("@")) return true;
   if (query < 0) return false;
-  return afterAuthority.slice(query + 1).split("&").some((item) =>
-    !item.includes("=") && item.includes("@")
-  );
+  return afterAuthority.slice(query + 1).split("&").some((item) => {
+    const key = item.includes("=") ? item.slice(0, item.indexOf("=")) : item;
+    return item.includes("@") && !(key in CONNECTION_KEYWORDS || key in TOLERATED_KEYWORDS);
+  });
 }
 
 // A conninfo value: single-quoted with \' and \\ escapes, or bare up to white space.
@@ -2248,6 +2250,8 @@ interface TargetIndex {
   /** Backs a constraint (primary key, unique, exclusion): it comes and goes with it. */
   constraint: boolean;
   unique: boolean;
+  /** Another table's foreign key depends on it (a unique index, not a constraint). */
+  referenced: boolean;
   /** Plain columns only, or null for expression and partial indexes. */
   columns: string[] | null;
   tablespace: string | null;
@@ -2350,6 +2354,8 @@ const TARGET_INDEXES = `
          EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = i.indexrelid
                  AND c.conrelid = i.indrelid) AS constraint,
          i.indisunique AS unique,
+         EXISTS (SELECT FROM pg_constraint r WHERE r.contype = 'f' AND r.conindid = i.indexrelid)
+           AS referenced,
          CASE WHEN i.indpred IS NULL AND i.indexprs IS NULL THEN ARRAY(
            SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -3261,7 +3267,7 @@ function suspendable(plan: TablePlan, checks = false) {
     // to check the new rows.
     (checks && c.type === "c" && !c.definition.endsWith("NOT VALID"))
   );
-  const indexes = plan.target.indexes.filter((i) => !i.constraint);
+  const indexes = plan.target.indexes.filter((i) => !i.constraint && !i.referenced);
   return { constraints, indexes };
 }
 
@@ -3324,8 +3330,9 @@ async function writeTable(
   plan: TablePlan,
   diff: Diff,
   staged: number,
+  step: (line: string) => void,
 ): Promise<{ inserted: number; updated: number }> {
-  const update = diff.differ > 0 ? await updateRows(tx, plan) : { updated: 0 };
+  const update = diff.differ > 0 ? await updateRows(tx, plan, step) : { updated: 0 };
   // Rows that swapped values under a unique constraint: all written already.
   if (update.inserted !== undefined) return { inserted: update.inserted, updated: update.updated };
   const { updated } = update;
@@ -3371,7 +3378,9 @@ function uniqueBesidesKey(plan: TablePlan): Suspended {
     constraints: plan.target.constraints.filter((c) =>
       ["p", "u"].includes(c.type) && !c.referenced && !isKey(c.columns)
     ),
-    indexes: plan.target.indexes.filter((i) => i.unique && !i.constraint && !isKey(i.columns)),
+    indexes: plan.target.indexes.filter((i) =>
+      i.unique && !i.constraint && !i.referenced && !isKey(i.columns)
+    ),
   };
 }
 
@@ -3385,6 +3394,7 @@ function uniqueBesidesKey(plan: TablePlan): Suspended {
 async function updateRows(
   tx: Tx,
   plan: TablePlan,
+  step: (line: string) => void,
 ): Promise<{ updated: number; inserted?: number }> {
   const unique = uniqueBesidesKey(plan);
   if (unique.constraints.length + unique.indexes.length === 0) {
@@ -3394,6 +3404,10 @@ async function updateRows(
     return { updated: await tx.savepoint(async (sp) => (await sp.unsafe(updateSql(plan))).count) };
   } catch (error) {
     if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+    const names = [...unique.constraints, ...unique.indexes].map((u) => u.name).join(", ");
+    step(
+      `rows of ${plan.spec.name} swap values under ${names}: writing them with it dropped and re-created, which needs the table to itself (the app's readers wait until COMMIT)`,
+    );
     try {
       return await tx.savepoint(async (sp) => {
         await suspend(sp, plan, unique);
@@ -3415,9 +3429,18 @@ async function updateRows(
  * once, after every check passed, and only in a run that commits: setval is
  * never rolled back, so a dry run, or a run that fails, must not call it.
  */
-async function syncSequences(tx: Tx, plans: TablePlan[], options: Options): Promise<void> {
+async function syncSequences(
+  tx: Tx,
+  plans: TablePlan[],
+  written: Map<TablePlan, Written>,
+  options: Options,
+): Promise<void> {
   if (options.mode !== "migrate") return;
-  for (const plan of plans) await syncSequencesOf(tx, plan);
+  for (const plan of plans) {
+    // Only where rows went in: a run that wrote nothing reads nothing more.
+    const rows = written.get(plan);
+    if (rows && rows.inserted + rows.updated > 0) await syncSequencesOf(tx, plan);
+  }
 }
 
 async function syncSequencesOf(tx: Tx, plan: TablePlan): Promise<void> {
@@ -6295,7 +6318,7 @@ async function runInTransaction(
   const fast = options.careful ? null : await loadDirect(tx, source, plans, options, step) ??
     await rerunByBuckets(tx, source, plans, options, step);
   if (fast) {
-    await syncSequences(tx, plans, options);
+    await syncSequences(tx, plans, fast.written, options);
     const rows = new Map(plans.map((p) => [p, source.tables[p.spec.name].rows]));
     const none = new Map(plans.map((p) => [p, 0]));
     return {
@@ -6352,7 +6375,7 @@ async function runInTransaction(
       report,
     );
   }
-  await syncSequences(tx, plans, options);
+  await syncSequences(tx, plans, written, options);
   return report;
 }
 
@@ -6406,7 +6429,7 @@ async function writeChanges(
     if (diff.missing + diff.differ === 0) continue;
     const tableStarted = performance.now();
     step(`writing ${plan.spec.name}`);
-    const { inserted, updated } = await writeTable(tx, plan, diff, staged.get(plan)!);
+    const { inserted, updated } = await writeTable(tx, plan, diff, staged.get(plan)!, step);
     Object.assign(written.get(plan)!, {
       inserted,
       updated,
@@ -6688,6 +6711,9 @@ function asMigrationError(error: unknown, connection?: ConnectionSettings): Migr
 
 const REPORT_A_BUG = "this is a bug in migrate.ts: please report it, with the command you ran";
 
+const NO_PASSWORD_HINT =
+  "the server asks for a password and none was given: set it in DATABASE_URL, PGPASSWORD or the password file (~/.pgpass)";
+
 /**
  * The fix for a refused login, where the code alone misleads: a pooler
  * reports a wrong password or database as a protocol violation (08P01), and
@@ -6699,8 +6725,9 @@ function refusedHint(
   connection: ConnectionSettings | undefined,
 ): string | undefined {
   if (code === "28P01" && connection && connection.password === undefined) {
-    return "the server asks for a password and none was given: set it in DATABASE_URL, PGPASSWORD or the password file (~/.pgpass)";
+    return NO_PASSWORD_HINT;
   }
+  if (code === "08P01" && /empty password/i.test(text)) return NO_PASSWORD_HINT;
   if (code === "08P01" && /SASL|password/i.test(text)) return CONNECTION_HINTS["28P01"];
   if (code === "08P01" && /no such database/i.test(text)) return CONNECTION_HINTS["3D000"];
   if (code !== "28000") return undefined;

@@ -1734,6 +1734,10 @@ Deno.test("connection settings: URL or key=value first, then PG* variables, pass
           /channel_binding=require, but .* cannot bind SCRAM to the TLS channel/,
         ],
         ["postgresql://h/db?target_session_attrs=standby", /target_session_attrs=standby/],
+        ["postgresql://h/db?gssencmode=require", /gssencmode=require, but .* GSSAPI/],
+        ["postgresql://mtm:Xy@7/Secret9@localhost:5432/db", /holds a \/ or \? that is not/],
+        ["postgresql://mtm:Xy@7?Secret9@localhost/db", /holds a \/ or \? that is not/],
+        ["postgresql://mtm:Xy7?Sec=ret9@localhost:5432/db", /holds a \/ or \? that is not/],
         ["postgresql://mtm:Xy7/Secret9@localhost:5432/db", /holds a \/ or \? that is not/],
         ["postgresql://mtm:Xy7?Secret9@localhost:5432/db", /holds a \/ or \? that is not/],
         ["postgresql://mtm:5433/Secret9@localhost:5432/db", /holds a \/ or \? that is not/],
@@ -1743,7 +1747,7 @@ Deno.test("connection settings: URL or key=value first, then PG* variables, pass
         () => resolveOptions([], { DATABASE_URL: url }),
         (error: unknown) =>
           error instanceof MigrationError && error.exitCode === 2 && message.test(error.message) &&
-          !`${error.message} ${error.hint}`.includes("Secret9"),
+          !/Secret9|ret9/.test(`${error.message} ${error.hint}`),
         url,
       );
     }
@@ -2733,6 +2737,23 @@ Deno.test("a serial id's sequence moves only in a run that commits: not in a dry
     assert.deepEqual(await sequence(), untouched, "a dry run left the sequence alone");
     assert.ok((await migrate(env.options)).ok);
     assert.deepEqual(await sequence(), { last: 502, is_called: true });
+
+    // The same on a rerun: a new track with a higher id, first with a bad
+    // snapshot after it, then in a dry run, then for real.
+    const more = new DatabaseSync(env.sqlitePath);
+    more.exec(`INSERT INTO tracks (track_id, name, artist_name, id) VALUES ('z', 'Z', 'x', 900);
+      INSERT INTO snapshots VALUES ('z', '2024-03-02', 'short_term', 0)`);
+    more.close();
+    const moved = await sequence();
+    await rejectsWith(migrate(env.options), "data");
+    assert.deepEqual(await sequence(), moved, "a failed rerun left the sequence alone");
+    const fixedAgain = new DatabaseSync(env.sqlitePath);
+    fixedAgain.exec("UPDATE snapshots SET rank = 1");
+    fixedAgain.close();
+    assert.ok((await migrate({ ...env.options, mode: "dry-run" })).ok);
+    assert.deepEqual(await sequence(), moved, "a dry rerun left the sequence alone");
+    assert.ok((await migrate(env.options)).ok);
+    assert.deepEqual(await sequence(), { last: 900, is_called: true });
   }, { tables: false });
 });
 
@@ -2778,11 +2799,11 @@ Deno.test("a rerun where rows swap values under a unique constraint or index wri
 
 Deno.test("a timestamp with more fractional digits than timestamp(p) keeps is refused, not rounded", async () => {
   await withTarget(async (env) => {
-    await tutorialTarget(env, "ALTER TABLE tracks ALTER COLUMN created_at TYPE timestamp(1)");
+    await tutorialTarget(env, "ALTER TABLE tracks ALTER COLUMN created_at TYPE timestamp(0)");
     writeSqlite(env.sqlitePath, [track("a"), track("b"), track("c")], []);
     const db = new DatabaseSync(env.sqlitePath);
     db.exec(`UPDATE tracks SET created_at = CASE track_id
-      WHEN 'a' THEN '2024-01-31 09:05:00.25' WHEN 'b' THEN '2024-01-31 09:05:00.500'
+      WHEN 'a' THEN '2024-01-31 09:05:00.25' WHEN 'b' THEN '2024-01-31 09:05:00.000'
       ELSE '2024-01-31 09:05:00' END`);
     db.close();
     const error = await rejectsWith(migrate(env.options), "data");
@@ -2791,20 +2812,20 @@ Deno.test("a timestamp with more fractional digits than timestamp(p) keeps is re
       [["too-precise", [[
         "a",
         "created_at",
-        '"2024-01-31 09:05:00.25" (timestamp(1) without time zone keeps 1 fractional digit)',
+        '"2024-01-31 09:05:00.25" (timestamp(0) without time zone keeps 0 fractional digits)',
       ]]]],
     );
     assert.deepEqual(await counts(env), [0, 0]);
     const fixed = new DatabaseSync(env.sqlitePath);
-    fixed.exec("UPDATE tracks SET created_at = '2024-01-31 09:05:00.3' WHERE track_id = 'a'");
+    fixed.exec("UPDATE tracks SET created_at = '2024-01-31 09:05:01' WHERE track_id = 'a'");
     fixed.close();
     assert.ok((await migrate(env.options)).ok);
     const rows = await env.sql.unsafe(
       `SELECT track_id, created_at::text AS at FROM ${env.schema}.tracks ORDER BY track_id`,
     );
     assert.deepEqual(rows.map((r) => r.at), [
-      "2024-01-31 09:05:00.3",
-      "2024-01-31 09:05:00.5",
+      "2024-01-31 09:05:01",
+      "2024-01-31 09:05:00",
       "2024-01-31 09:05:00",
     ]);
   }, { tables: false });
@@ -2866,6 +2887,28 @@ Deno.test("keys equal only as the target compares them (char(n) ignores trailing
       );
     }
     assert.deepEqual(await counts(env), [0, 0]);
+  }, { tables: false });
+});
+
+Deno.test("a unique index another table's foreign key depends on stays: a bulk first run keeps it, a swap under it is PostgreSQL's refusal", async () => {
+  await withTarget(async (env) => {
+    await tutorialTarget(
+      env,
+      `CREATE UNIQUE INDEX tracks_url ON tracks (spotify_url);
+       CREATE TABLE plays (url TEXT REFERENCES tracks (spotify_url))`,
+    );
+    const [tracks] = bulkRows(10_000, 0);
+    writeSqlite(env.sqlitePath, tracks, []);
+    assert.ok((await migrate(env.options)).ok, "a bulk first run");
+    const shape = await shapeOf(env.sql, env.schema);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`UPDATE tracks SET spotify_url = CASE track_id
+      WHEN 'bulk000000' THEN 'https://open.spotify.com/track/bulk000001'
+      WHEN 'bulk000001' THEN 'https://open.spotify.com/track/bulk000000' ELSE spotify_url END`);
+    db.close();
+    const error = await rejectsWith(migrate(env.options), "data");
+    assert.match(error.message, /PostgreSQL refused the data: duplicate key .* "tracks_url"/);
+    assert.deepEqual(await shapeOf(env.sql, env.schema), shape);
   }, { tables: false });
 });
 
