@@ -2275,6 +2275,27 @@ testNeeding("a full migration and a rerun through PgBouncer in transaction pooli
       assert.equal(rerun.code, 0, rerun.stderr);
       const report: Report = JSON.parse(rerun.stdout);
       assert.deepEqual(report.tables.map((t) => t.unchanged), [300, 1500]);
+      // PgBouncer refuses a wrong password or database with 08P01, not
+      // PostgreSQL's codes: the fix must still say what is wrong.
+      const url = new URL(bouncer.url);
+      url.password = "not-the-password";
+      const wrong = await runCliWith(
+        [...flagsWithoutUrl(env), "--database-url", url.href],
+        {},
+        env.dir,
+      );
+      assert.equal(wrong.code, 2, wrong.stderr);
+      assert.match(wrong.stderr, /fix: wrong user name or password/);
+      assert.ok(!wrong.stderr.includes("not-the-password"));
+      const database = new URL(bouncer.url);
+      database.pathname = "/no_such_db";
+      const missing = await runCliWith(
+        [...flagsWithoutUrl(env), "--database-url", database.href],
+        {},
+        env.dir,
+      );
+      assert.equal(missing.code, 2, missing.stderr);
+      assert.match(missing.stderr, /fix: create the database first/);
     });
   } finally {
     await bouncer.stop();
