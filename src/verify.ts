@@ -1,0 +1,250 @@
+/**
+ * Verification: the target equals the staged source, row by row, and JSON
+ * payloads are objects; the differences as problems.
+ *
+ * @module
+ */
+
+import type { CountCheck, Options, Sample, Verification } from "./types.ts";
+import { VERIFY_ONLY_HINT } from "./errors.ts";
+import { TRACKS } from "./tables.ts";
+import { q } from "./quote.ts";
+import type { Tx } from "./connect.ts";
+import type { Source } from "./sqlite_source.ts";
+import { keyMatch, keyOrder, keyText, type TablePlan } from "./plan.ts";
+import { sourceLookup } from "./sqlite_read.ts";
+import { ProblemLog, validateRow } from "./validate.ts";
+import { DIGEST, targetDigests } from "./digest.ts";
+import { type Diff, distinct, extraRow, logRows } from "./table_ops.ts";
+
+export const isClean = (diff: Diff) => diff.missing + diff.extra + diff.differ === 0;
+
+/**
+ * Staged rows the target lacks or holds otherwise, and target rows SQLite
+ * lacks: what a run writes. Staging holds every source row, or on a rerun that
+ * shipped keys first, the rows whose digests differed.
+ */
+async function diffTable(tx: Tx, plan: TablePlan): Promise<Diff> {
+  const k = q(plan.spec.key[0]);
+  plan.changes = `pg_temp.${q(`migrate_changes_${plan.spec.name}`)}`;
+  // Staged rows whose digest the target lacks or has otherwise: only these
+  // can need writing. Every other row is proven equal to its source here.
+  await tx.unsafe(`CREATE TEMPORARY TABLE ${plan.changes} ON COMMIT DROP AS
+    SELECT s.*, t.${k} IS NULL AS migrate_missing, false AS migrate_equal
+    FROM ${plan.staging} s LEFT JOIN (${
+    targetDigests(plan, plan.staging === plan.keys ? undefined : plan.staging)
+  }) t ON ${keyMatch(plan, "s", "t")}
+    WHERE t.${k} IS NULL OR t.${DIGEST} <> s.${DIGEST}`);
+  await tx.unsafe(`ANALYZE ${plan.changes}`);
+  // Equal by value after all (1.0 stored as 1.00): nothing to write.
+  await tx.unsafe(`UPDATE ${plan.changes} c SET migrate_equal = true
+    FROM ${plan.target.qualified} t
+    WHERE ${keyMatch(plan, "c", "t")} AND NOT c.migrate_missing
+      AND NOT (${distinct(plan.columns, "c", "t")})`);
+  const [row] = await tx.unsafe(`SELECT
+      count(*) FILTER (WHERE migrate_missing)::int AS missing,
+      count(*) FILTER (WHERE NOT migrate_missing AND NOT migrate_equal)::int AS differ
+    FROM ${plan.changes}`);
+  const [{ extra }] = await tx.unsafe(
+    `SELECT count(*)::int AS extra FROM ${plan.target.qualified} t WHERE ${extraRow(plan)}`,
+  );
+  return { missing: row.missing, extra, differ: row.differ };
+}
+
+/** The diff that decides the writes; into an empty table, every staged row is missing. */
+export async function diffBeforeWriting(tx: Tx, plan: TablePlan, staged: number): Promise<Diff> {
+  const [{ empty }] = await tx.unsafe(
+    `SELECT NOT EXISTS (SELECT FROM ${plan.target.qualified}) AS empty`,
+  );
+  return empty ? { missing: staged, extra: 0, differ: 0 } : diffTable(tx, plan);
+}
+
+/** Target rows that SQLite does not have, by key in byte order like SQLite's. */
+export async function extraExamples(tx: Tx, plan: TablePlan, log: ProblemLog): Promise<void> {
+  await logRows(
+    tx,
+    `SELECT ${keyText(plan, "t")} AS key FROM ${plan.target.qualified} t WHERE ${extraRow(plan)}
+     ORDER BY ${keyOrder(plan, "t")}`,
+    [],
+    log,
+    (row) => ({ kind: "extra-row", table: plan.spec.name, key: row.key }),
+  );
+}
+
+/**
+ * The tutorial's checks (counts, JSONB objects, sample query) plus the proof
+ * of content: every target row compared with its SQLite source.
+ */
+export async function verifyTarget(
+  tx: Tx,
+  source: Source,
+  plans: TablePlan[],
+  skipped: Map<TablePlan, number>,
+  options: Options,
+): Promise<Verification> {
+  const counts: CountCheck[] = [];
+  const mismatches = new ProblemLog();
+  let rechecked = 0;
+  const triggered = plans.some((p) => p.target.triggers.length > 0);
+  for (const plan of plans) {
+    const [{ n }] = await tx.unsafe(`SELECT count(*)::int AS n FROM ${plan.target.qualified}`);
+    const sqlite = source.tables[plan.spec.name].rows;
+    counts.push({
+      table: plan.spec.name,
+      sqlite,
+      expected: sqlite - skipped.get(plan)!,
+      postgres: n,
+    });
+    rechecked += await verifyFromSource(tx, source, plan, options, mismatches, triggered);
+  }
+  const { jsonObjects, sample } = await payloadChecks(tx, plans);
+  // --verify-only wrote nothing, so no trigger changed a row on the way in:
+  // SQLite or PostgreSQL changed since the last run, and a run mends it.
+  const hint = options.mode === "verify-only" ? VERIFY_ONLY_HINT : undefined;
+  return {
+    ok: mismatches.total === 0 && counts.every((c) => c.expected === c.postgres),
+    counts,
+    jsonObjects,
+    sample,
+    mismatches: mismatches.groups.map((group) => hint ? { ...group, hint } : group),
+    rechecked,
+  };
+}
+
+/** Rows whose digests differ are read again and compared by value, this many at a time. */
+const RECHECK_BATCH = 500;
+
+/** Beyond this many differing digests, the rows are reported without a second look. */
+const RECHECK_MAX = 100_000;
+
+/**
+ * Compares every target row with its SQLite source, by digest, and rows
+ * whose digests differ by value (see "Row digests"); logs rows that are
+ * missing, extra or different as content mismatches. Returns how many rows
+ * were compared by value.
+ */
+async function verifyFromSource(
+  tx: Tx,
+  source: Source,
+  plan: TablePlan,
+  options: Options,
+  log: ProblemLog,
+  everyRow: boolean,
+): Promise<number> {
+  const k = q(plan.spec.key[0]);
+  const found = `migrate_verify_${plan.spec.name}`;
+  const keys = plan.spec.key.map((key, i) => `coalesce(s.${q(key)}, t.${q(key)})::text AS k${i}`);
+  // Rows present on one side only; then digests. A rerun compared every
+  // row's digest before writing, and only rows whose digests differed can
+  // have been written since (the table is locked against other writers):
+  // those are compared again, unless a trigger could have written any row.
+  // A first run compares every row.
+  await tx.unsafe(`CREATE TEMPORARY TABLE ${found} ON COMMIT DROP AS
+    SELECT ${keys.join(", ")},
+      CASE WHEN t.${k} IS NULL THEN 'missing in PostgreSQL' ELSE 'only in PostgreSQL' END AS what
+    FROM ${plan.target.qualified} t FULL JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
+    WHERE t.${k} IS NULL OR s.${k} IS NULL`);
+  const digests = targetDigests(plan, everyRow ? undefined : plan.changes);
+  await tx.unsafe(`INSERT INTO ${found}
+    SELECT ${plan.spec.key.map((key) => `s.${q(key)}::text`).join(", ")}, 'values differ'
+    FROM (${digests}) t JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
+    WHERE t.${DIGEST} <> s.${DIGEST}`);
+  const key = plan.spec.key.map((_, i) => `k${i}`).join(" || '/' || ");
+  const differ = await tx.unsafe(
+    `SELECT ${plan.spec.key.map((_, i) => `k${i}`).join(", ")} FROM ${found}
+     WHERE what = 'values differ' LIMIT ${RECHECK_MAX + 1}`,
+  );
+  if (differ.length <= RECHECK_MAX) {
+    // Equal by value after all (1.0 stored as 1.00): not a mismatch.
+    const equal: string[] = [];
+    for (let i = 0; i < differ.length; i += RECHECK_BATCH) {
+      const batch = differ.slice(i, i + RECHECK_BATCH)
+        .map((row) => plan.spec.key.map((_, j) => row[`k${j}`] as string));
+      const different = new Set(await recheck(tx, source, plan, options, batch));
+      equal.push(...batch.map((k) => k.join("/")).filter((k) => !different.has(k)));
+    }
+    await tx.unsafe(`DELETE FROM ${found} WHERE ${key} = ANY($1::text[])`, [equal]);
+  }
+  await logRows(
+    tx,
+    `SELECT ${key} AS key, what FROM ${found} ORDER BY ${key} COLLATE "C"`,
+    [],
+    log,
+    (row) => ({ kind: "content-mismatch", table: plan.spec.name, key: row.key, value: row.what }),
+  );
+  return differ.length;
+}
+
+/**
+ * Reads the rows with these keys from SQLite again and compares them with
+ * the target by value, over bind parameters; returns the keys that differ.
+ */
+async function recheck(
+  tx: Tx,
+  source: Source,
+  plan: TablePlan,
+  options: Options,
+  keys: string[][],
+): Promise<string[]> {
+  const lookup = sourceLookup(source, plan);
+  const columns: (string | null)[][] = plan.columns.map(() => []);
+  const quiet = new ProblemLog();
+  for (const key of keys) {
+    const [row] = lookup.all(...key);
+    const clean = row ? validateRow(source, plan, row, options, quiet, quiet) : null;
+    // A row that is gone or now invalid cannot match: its key alone shows it.
+    plan.columns.forEach((_, i) => {
+      const keyAt = plan.keyIndexes.indexOf(i);
+      const value = clean ? clean[i] : keyAt >= 0 ? key[keyAt] : null;
+      columns[i].push(value === null ? null : String(value));
+    });
+  }
+  const typed = plan.columns.map((c, i) => `u.c${i}::${c.target.stageType} AS ${q(c.name)}`);
+  const rows = await tx.unsafe(
+    `SELECT ${keyText(plan, "s")} AS key
+     FROM (SELECT ${typed.join(", ")} FROM unnest(${
+      plan.columns.map((_, i) => `$${i + 1}::text[]`).join(", ")
+    }) AS u(${plan.columns.map((_, i) => `c${i}`).join(", ")})) s
+     LEFT JOIN ${plan.target.qualified} t ON ${keyMatch(plan, "s", "t")}
+     WHERE t.${q(plan.spec.key[0])} IS NULL OR ${distinct(plan.columns, "s", "t")}`,
+    columns as never[],
+  );
+  return rows.map((row) => row.key as string);
+}
+
+/** The seed's JSONB checks, where the target has tracks with a JSON raw_json (jsonb or json). */
+export async function payloadChecks(
+  tx: Tx,
+  plans: TablePlan[],
+  counted?: number,
+): Promise<{ jsonObjects: number; sample: Sample | null }> {
+  const tracks = plans.find((p) => p.spec === TRACKS);
+  const json = payloadJson(tracks);
+  if (!tracks || !json) return { jsonObjects: 0, sample: null };
+  const [{ objects }] = counted !== undefined ? [{ objects: counted }] : await tx.unsafe(
+    `SELECT count(*)::int AS objects FROM ${tracks.target.qualified} t WHERE ${isObject(json)}`,
+  );
+  // In key order, the scan stops at the first track with an album.
+  const hasName = tracks.columns.some((c) => c.name === "name");
+  const [sample] = await tx.unsafe(
+    `SELECT ${hasName ? "name" : "track_id"} AS name,
+            ${json}->'album'->>'release_date' AS release_date, ${json}->>'explicit' AS explicit
+     FROM ${tracks.target.qualified} t WHERE ${json} ? 'album' ORDER BY track_id LIMIT 1`,
+  );
+  return {
+    jsonObjects: objects,
+    sample: sample
+      ? { name: sample.name, releaseDate: sample.release_date, explicit: sample.explicit }
+      : null,
+  };
+}
+
+/** The tracks' payload as jsonb in SQL, over the target row `t`, if the plan has one. */
+export function payloadJson(plan: TablePlan | undefined): string | null {
+  const payload = plan?.spec === TRACKS &&
+    plan.columns.find((c) => c.name === "raw_json" && c.kind === "json");
+  return payload ? `t.${q(payload.name)}::jsonb` : null;
+}
+
+export const isObject = (json: string) =>
+  `${json} IS NOT NULL AND jsonb_typeof(${json}) = 'object'`;
