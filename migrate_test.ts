@@ -1,5 +1,5 @@
 // Tests against a real PostgreSQL (TEST_DATABASE_URL; see README). Run them
-// with `deno task test` (bench/test.ts), which starts an embedded PostgreSQL
+// with `deno task test` (tools/test.ts), which starts an embedded PostgreSQL
 // when there is none to use and then says here what it cannot provide
 // (TEST_NO_TLS). Each test builds its SQLite fixture in a temp dir and
 // migrates into a throwaway schema that it creates and drops.
@@ -38,7 +38,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import postgres from "postgres";
-import { random } from "./bench/generate.ts";
+import { random } from "./tools/generate.ts";
 import {
   describeConnection,
   hashTextExtended,

@@ -58,7 +58,7 @@
 import { parseArgs } from "node:util";
 import { DatabaseSync } from "node:sqlite";
 import postgres from "postgres";
-import { generate, type Size, SIZES } from "./generate.ts";
+import { generate, type Size, SIZES } from "../tools/generate.ts";
 
 const URL_ = Deno.env.get("BENCH_DATABASE_URL") ?? Deno.env.get("TEST_DATABASE_URL") ??
   "postgresql://mtm:mtm-test-pw@localhost:5432/mtm_test";
@@ -105,7 +105,7 @@ const TARGETS = {
 
 /** Share of each table changed before the 1 % rerun, split evenly over updates, inserts, deletes. */
 const CHANGED_SHARE = 0.01;
-/** Ranks per day and time range, as bench/generate.ts writes them. */
+/** Ranks per day and time range, as tools/generate.ts writes them. */
 const TOP = 50;
 /** Existing tracks the 1 % rerun's new snapshots may rank, after the new tracks. */
 const RANKED_POOL = 2_000;

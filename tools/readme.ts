@@ -112,12 +112,12 @@ const USER_SETUP = ["DATABASE_URL", "SQLITE_PATH", "TEST_DATABASE_URL", "PGAPPNA
 
 async function run(command: string, app: () => Promise<AppDatabase>): Promise<string> {
   if (command === "deno task demo") {
-    return await output(["run", "--allow-all", "bench/demo.ts"], ROOT, USER_SETUP);
+    return await output(["run", "--allow-all", "tools/demo.ts"], ROOT, USER_SETUP);
   }
   if (command === "deno task test") {
     Deno.env.set("TEST_EMBEDDED_POSTGRES", "1");
     try {
-      return abridgeTests(await output(["run", "--allow-all", "bench/test.ts"], ROOT, USER_SETUP));
+      return abridgeTests(await output(["run", "--allow-all", "tools/test.ts"], ROOT, USER_SETUP));
     } finally {
       Deno.env.delete("TEST_EMBEDDED_POSTGRES");
     }
@@ -132,7 +132,7 @@ async function run(command: string, app: () => Promise<AppDatabase>): Promise<st
       USER_SETUP,
     );
   }
-  throw new Error(`README asks for the output of ${command}; bench/readme.ts cannot run it`);
+  throw new Error(`README asks for the output of ${command}; tools/readme.ts cannot run it`);
 }
 
 async function main(): Promise<number> {

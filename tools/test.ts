@@ -1,4 +1,4 @@
-// `deno task test`: runs migrate_test.ts against a real PostgreSQL, starting
+// `deno task test`: runs every test file (`*_test.ts`) against a real PostgreSQL, starting
 // one when there is none to use.
 //
 // - TEST_DATABASE_URL set: the tests use it, as before.
@@ -15,7 +15,8 @@ import { type EmbeddedPostgres, startEmbeddedPostgres } from "./embedded_pg.ts";
 
 const DEFAULT_URL = "postgresql://mtm:mtm-test-pw@localhost:5432/mtm_test";
 const TEST_PASSWORD = "mtm-test-pw";
-const TEST_FILE = new URL("../migrate_test.ts", import.meta.url).pathname;
+/** Every test file of the project (`*_test.ts`) runs from here. */
+const ROOT = new URL("..", import.meta.url).pathname;
 /** Refuse mtm_tls without TLS before any other rule, as .ci/setup-postgres does. */
 const TLS_ONLY_HBA = [
   "hostnossl all mtm_tls 127.0.0.1/32 reject",
@@ -73,7 +74,8 @@ function onSignal(signal: Deno.Signal): void {
 async function runTests(env: Record<string, string>): Promise<number> {
   if (interrupted) return 130;
   tests = new Deno.Command(Deno.execPath(), {
-    args: ["test", "--allow-all", TEST_FILE, ...Deno.args],
+    args: ["test", "--allow-all", ...Deno.args],
+    cwd: ROOT,
     env,
   }).spawn();
   const status = await tests.status;

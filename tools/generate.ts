@@ -2,7 +2,7 @@
 // Spotify-like track objects (~4 KB of raw_json each) and daily top-50
 // snapshots for the three time ranges, in the app's SQLite schema.
 //
-//   deno run -A bench/generate.ts medium bench/data/medium.db
+//   deno run -A tools/generate.ts medium bench/data/medium.db
 import { DatabaseSync } from "node:sqlite";
 
 /** Data set sizes named in issue #4 (and `demo`, issue #10): tracks and snapshots. */
@@ -188,7 +188,7 @@ export function generate(size: Size, path: string): void {
 if (import.meta.main) {
   const [size, path] = Deno.args;
   if (!(size in SIZES) || !path) {
-    console.error("usage: deno run -A bench/generate.ts demo|small|medium|large PATH");
+    console.error("usage: deno run -A tools/generate.ts demo|small|medium|large PATH");
     Deno.exit(2);
   }
   const started = performance.now();
