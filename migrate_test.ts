@@ -167,6 +167,7 @@ async function compileBinary(): Promise<{ path: string; error?: string; ignored?
 }
 
 const binary = await compileBinary();
+const ROOT = new URL(".", import.meta.url).pathname;
 
 Deno.test({
   name: `the compiled binary runs a real migration${
@@ -190,6 +191,52 @@ Deno.test({
       assert.deepEqual(await counts(env), [1, 1]);
     });
   },
+});
+
+Deno.test("deno task bundle writes one file that migrates from any folder, with no deno.json and nothing to download", async () => {
+  const task = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", "bundle"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(task.code, 0, new TextDecoder().decode(task.stderr));
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a"), snapshot("b")]);
+    const dir = await Deno.makeTempDir({ prefix: "migrate_bundle_" });
+    try {
+      await Deno.copyFile(`${ROOT}dist/migrate.js`, `${dir}/migrate.js`);
+      await Deno.writeTextFile(`${dir}/.env`, `DATABASE_URL=${TEST_DATABASE_URL}\n`);
+      // An empty Deno cache: anything the file needed from npm would have to be downloaded.
+      const run = (args: string[]) =>
+        new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            "migrate.js",
+            "--sqlite",
+            env.sqlitePath,
+            "--schema",
+            env.schema,
+            ...args,
+          ],
+          cwd: dir,
+          env: { DENO_DIR: `${dir}/deno_dir`, NO_COLOR: "1" },
+          clearEnv: true,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+      const first = await run([]);
+      assert.equal(first.code, 0, new TextDecoder().decode(first.stderr));
+      assert.match(new TextDecoder().decode(first.stdout), /Migration committed/);
+      assert.deepEqual(await counts(env), [2, 2]);
+      const check = await run(["--verify-only"]);
+      assert.equal(check.code, 0, new TextDecoder().decode(check.stderr));
+      assert.match(new TextDecoder().decode(check.stdout), /Verified: PostgreSQL matches SQLite/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
 });
 
 Deno.test("CLI: --json makes even a flag's error JSON; an unreadable .env is named, not blamed on PostgreSQL", async () => {
