@@ -50,6 +50,8 @@ export type {
   Sample,
   SettingSource,
   SslMode,
+  Step,
+  Strategy,
   TableName,
   TableReport,
   Verification,

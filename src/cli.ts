@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { CancelKey, ConnectionInfo, ConnectionSettings, Options } from "./types.ts";
+import type { CancelKey, ConnectionInfo, ConnectionSettings, Options, Step } from "./types.ts";
 import { describeConnection, describeSources, redact } from "./connection_settings.ts";
 import {
   environmentWithDotenv,
@@ -59,9 +59,12 @@ export async function main(
       if (!output.quiet && !output.json) console.log(line);
     };
     // Steps go to stderr under --json, so stdout stays one JSON object.
-    const step = output.json
-      ? (line: string) => output.quiet || console.error(line)
-      : (line: string) => say(line);
+    // Lines about how it works inside are for --verbose.
+    const step: Step = (line, detail) => {
+      if (detail && !output.verbose) return;
+      if (output.json) output.quiet || console.error(line);
+      else say(line);
+    };
     for (const warning of connection.warnings) console.error(warning);
     const options: Options = {
       ...resolved.options,

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Problem, Verification } from "./types.ts";
-import { errorMessage } from "./errors.ts";
+import type { Problem, ProblemGroup, Step, Strategy, Verification } from "./types.ts";
+import { errorMessage, PROBLEM_KINDS } from "./errors.ts";
 import type { Tx } from "./connect.ts";
 import type { TablePlan } from "./plan.ts";
 import { ProblemLog, type ValidationLog } from "./validate.ts";
@@ -23,7 +23,7 @@ export class Abandon extends Error {
 /** A problem log for the fast path: the first problem hands the run to the careful path. */
 class AbandoningLog extends ProblemLog {
   override add(problem: Problem): void {
-    throw new Abandon(`${problem.kind} in ${problem.table}`);
+    throw new Abandon(`${problem.table}: ${PROBLEM_KINDS[problem.kind].title}`);
   }
 }
 
@@ -43,22 +43,40 @@ export function abandoningLog(plans: TablePlan[]): ValidationLog {
  */
 const CAREFUL_PATH_EXPLAINS = /^(22|23|42|2B|0A|44|P0)[0-9A-Z]{3}$/;
 
-/** What a fast path did, for the report. */
-export interface FastResult {
+/** What a strategy did to the target, from which the report is built. */
+export interface Loaded {
+  strategy: Strategy;
   written: Map<TablePlan, Written>;
   verification: Verification;
+  /** Source rows compared with the target (all of them, less those a policy skipped). */
+  compared?: Map<TablePlan, number>;
+  /** Source rows a policy left out. */
+  skipped?: Map<TablePlan, number>;
+  /** Seconds spent staging, counted towards every table. */
+  stageSeconds?: number;
+  /** Rows changed by a policy. */
+  policies?: ProblemGroup[];
+  /** For `buckets`: how many buckets of each table differed. */
+  differingBuckets?: Map<TablePlan, number>;
+  /** Why the careful path took over from a fast one. */
+  carefulBecause?: string;
+}
+
+/** A fast path that began and gave way to the careful path, and why. */
+export interface Stopped {
+  stopped: string;
 }
 
 /**
  * Runs a fast path in a savepoint. When it abandons, or PostgreSQL refuses
  * something the careful path explains row by row, the savepoint is rolled
- * back, the reason shown as a step, and null returned.
+ * back, the reason shown as a step, and the reason returned.
  */
 export async function fastPath(
   tx: Tx,
-  step: (line: string) => void,
-  run: (sp: Tx) => Promise<FastResult>,
-): Promise<FastResult | null> {
+  step: Step,
+  run: (sp: Tx) => Promise<Loaded>,
+): Promise<Loaded | Stopped> {
   try {
     return await tx.savepoint(run);
   } catch (error) {
@@ -71,8 +89,9 @@ export async function fastPath(
       ? errorMessage(error)
       : null;
     if (why === null) throw error;
-    step(`the fast path stopped (${why}): checking every row on the careful path`);
-    return null;
+    step(`checking every row in PostgreSQL, to name each one that needs attention (${why})`);
+    step("the fast path stopped: the careful path stages every row", true);
+    return { stopped: why };
   }
 }
 

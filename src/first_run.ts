@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { CountCheck, Options, Verification } from "./types.ts";
+import type { CountCheck, Options, Step, Verification } from "./types.ts";
 import type { Tx } from "./connect.ts";
 import type { Source } from "./sqlite_source.ts";
 import { columnList, type TablePlan } from "./plan.ts";
@@ -25,7 +25,14 @@ import {
 } from "./table_ops.ts";
 import { encodedRows } from "./staging.ts";
 import { payloadChecks } from "./verify.ts";
-import { Abandon, abandoningLog, fastPath, type FastResult, parallelScans } from "./fast_path.ts";
+import {
+  Abandon,
+  abandoningLog,
+  fastPath,
+  type Loaded,
+  parallelScans,
+  type Stopped,
+} from "./fast_path.ts";
 
 /**
  * A first run, when every target table is empty: rows go from SQLite straight
@@ -47,8 +54,8 @@ export async function loadDirect(
   source: Source,
   plans: TablePlan[],
   options: Options,
-  step: (line: string) => void,
-): Promise<FastResult | null> {
+  step: Step,
+): Promise<Loaded | Stopped | null> {
   if (options.mode === "verify-only") return null;
   for (const plan of plans) if (await hasRows(tx, plan)) return null;
   return await fastPath(tx, step, async (sp) => {
@@ -121,7 +128,7 @@ export async function loadDirect(
       mismatches: [],
       rechecked: 0,
     };
-    return { written, verification };
+    return { strategy: "direct", written, verification };
   });
 }
 

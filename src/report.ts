@@ -6,6 +6,7 @@
 
 import type {
   ColumnReport,
+  Options,
   ProblemGroup,
   Progress,
   Report,
@@ -13,11 +14,41 @@ import type {
   TableReport,
 } from "./types.ts";
 import { TABLES } from "./tables.ts";
+import { describeConnection } from "./connection_settings.ts";
 import type { Source } from "./sqlite_source.ts";
 import type { TablePlan } from "./plan.ts";
-import type { Written } from "./table_ops.ts";
+import type { Loaded } from "./fast_path.ts";
 
-export function columnReport(plan: TablePlan): ColumnReport {
+/** What a report says beside what the strategy did: the run's setting. */
+interface RunContext {
+  plans: TablePlan[];
+  source: Source;
+  options: Options;
+  /** When the run started (performance.now()). */
+  started: number;
+}
+
+/** The report of a run, built once from what its strategy did. */
+export function buildReport(loaded: Loaded, run: RunContext): Report {
+  const { plans, source, options } = run;
+  const report: Report = {
+    ok: loaded.verification.ok,
+    mode: options.mode,
+    committed: false,
+    sqlitePath: options.sqlitePath,
+    target: describeConnection(options.connection!),
+    schema: options.schema,
+    columns: plans.map(columnReport),
+    tables: plans.map((plan) => tableReport(plan, source, loaded)),
+    verification: loaded.verification,
+    policies: loaded.policies ?? [],
+    seconds: (performance.now() - run.started) / 1000,
+  };
+  if (loaded.carefulBecause !== undefined) report.carefulBecause = loaded.carefulBecause;
+  return report;
+}
+
+function columnReport(plan: TablePlan): ColumnReport {
   return {
     table: plan.spec.name,
     migrated: plan.columns.map((c) => c.name),
@@ -31,25 +62,23 @@ export function columnReport(plan: TablePlan): ColumnReport {
   };
 }
 
-export function tableReport(
-  plan: TablePlan,
-  source: Source,
-  staged: Map<TablePlan, number>,
-  skipped: Map<TablePlan, number>,
-  written: Written | undefined,
-  stageSeconds: number,
-): TableReport {
-  const { inserted = 0, updated = 0, pruned = 0, seconds = 0 } = written ?? {};
-  return {
+function tableReport(plan: TablePlan, source: Source, loaded: Loaded): TableReport {
+  const read = source.tables[plan.spec.name].rows;
+  const { inserted, updated, pruned, seconds } = loaded.written.get(plan)!;
+  const report: TableReport = {
     table: plan.spec.name,
-    read: source.tables[plan.spec.name].rows,
+    read,
     inserted,
     updated,
-    unchanged: staged.get(plan)! - inserted - updated,
-    skipped: skipped.get(plan)!,
+    unchanged: (loaded.compared?.get(plan) ?? read) - inserted - updated,
+    skipped: loaded.skipped?.get(plan) ?? 0,
     pruned,
-    seconds: stageSeconds + seconds,
+    seconds: (loaded.stageSeconds ?? 0) + seconds,
+    strategy: loaded.strategy,
   };
+  const buckets = loaded.differingBuckets?.get(plan);
+  if (buckets !== undefined) report.differingBuckets = buckets;
+  return report;
 }
 
 /**

@@ -6,7 +6,7 @@
 
 import { Buffer } from "node:buffer";
 import type postgres from "postgres";
-import type { CountCheck, Options } from "./types.ts";
+import type { CountCheck, Options, Step } from "./types.ts";
 import { q } from "./quote.ts";
 import type { Tx } from "./connect.ts";
 import { prepareArrays, type Source } from "./sqlite_source.ts";
@@ -28,13 +28,21 @@ import {
   hasForeignKey,
   hasRows,
   insertSql,
+  noWrites,
   pruneRows,
   updateSql,
   type Written,
 } from "./table_ops.ts";
 import { analyzeSql, createStaging, rowDigest } from "./staging.ts";
 import { isObject, payloadChecks, payloadJson } from "./verify.ts";
-import { Abandon, abandoningLog, fastPath, type FastResult, parallelScans } from "./fast_path.ts";
+import {
+  Abandon,
+  abandoningLog,
+  fastPath,
+  type Loaded,
+  parallelScans,
+  type Stopped,
+} from "./fast_path.ts";
 
 /**
  * SQLite's side of a table on a rerun: its rows in buckets by key, each
@@ -399,20 +407,19 @@ export async function rerunByBuckets(
   source: Source,
   plans: TablePlan[],
   options: Options,
-  step: (line: string) => void,
-): Promise<FastResult | null> {
+  step: Step,
+): Promise<Loaded | Stopped | null> {
   for (const plan of plans) {
     if (!source.tables[plan.spec.name].pageable || !await hasRows(tx, plan)) return null;
     if (plan.target.constraints.some((c) => c.definition.endsWith("NOT VALID"))) return null;
   }
   return await fastPath(tx, step, async (sp) => {
     const log = abandoningLog(plans);
-    step("comparing SQLite with PostgreSQL, bucket by bucket");
+    step("comparing SQLite with PostgreSQL");
+    step("comparing sums of row digests, bucket by bucket", true);
     const sources = new Map<TablePlan, SourceBuckets>();
     const differ = new Map<TablePlan, number[]>();
-    const written = new Map<TablePlan, Written>(
-      plans.map((p) => [p, { inserted: 0, updated: 0, pruned: 0, seconds: 0 }]),
-    );
+    const written = noWrites(plans);
     for (const plan of plans) {
       if (duplicateSourceKeys(source, plan).length > 0) throw new Abandon("duplicate keys");
     }
@@ -455,7 +462,11 @@ export async function rerunByBuckets(
     // batch of statements, no round trip between them.
     for (const plan of changed) {
       const started = performance.now();
-      step(`staging the ${plan.spec.name} rows of ${differ.get(plan)!.length} differing bucket(s)`);
+      step(`comparing the ${plan.spec.name} rows that may differ, one by one`);
+      step(
+        `staging the ${plan.spec.name} rows of ${differ.get(plan)!.length} differing bucket(s)`,
+        true,
+      );
       await createStaging(sp, plan, false);
       await scanBuckets(sp, plan, sources.get(plan)!, differ.get(plan)!);
       const { rowids, unmatched } = await matchDigests(
@@ -531,8 +542,10 @@ export async function rerunByBuckets(
       counted === undefined ? undefined : counted + objects,
     );
     return {
+      strategy: "buckets",
       written,
       verification: { ok: true, counts, jsonObjects, sample, mismatches: [], rechecked: 0 },
+      differingBuckets: new Map(plans.map((p) => [p, differ.get(p)!.length])),
     };
   });
 }

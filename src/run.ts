@@ -9,27 +9,20 @@ import type { Options, Report } from "./types.ts";
 import { MigrationError, PROBLEM_KINDS } from "./errors.ts";
 import { createTableDdl, TABLES } from "./tables.ts";
 import { q } from "./quote.ts";
-import { describeConnection, resolveConnection } from "./connection_settings.ts";
+import { resolveConnection } from "./connection_settings.ts";
 import { resolveOptions } from "./options.ts";
 import { asMigrationError } from "./pg_errors.ts";
 import { connect, getReady, type Sql, type Tx } from "./connect.ts";
 import { TARGET_TABLE } from "./catalog.ts";
 import { openSource, type Source } from "./sqlite_source.ts";
 import { describePlan, planTables, type TablePlan } from "./plan.ts";
-import { ProblemLog, type ProblemSink } from "./validate.ts";
-import {
-  type Diff,
-  pruneRows,
-  pruneSql,
-  syncSequences,
-  writeTable,
-  type Written,
-} from "./table_ops.ts";
-import { stageSource } from "./staging.ts";
-import { diffBeforeWriting, extraExamples, isClean, verifyTarget } from "./verify.ts";
+import type { ProblemSink } from "./validate.ts";
+import { syncSequences } from "./table_ops.ts";
+import type { Loaded } from "./fast_path.ts";
 import { loadDirect } from "./first_run.ts";
 import { rerunByBuckets } from "./rerun.ts";
-import { columnReport, tableReport } from "./report.ts";
+import { loadCarefully } from "./careful.ts";
+import { buildReport } from "./report.ts";
 import { openRejectFile } from "./reject_file.ts";
 
 const WORK_MEM = "256MB";
@@ -115,121 +108,41 @@ async function runInTransaction(
   const plans = await planTables(tx, source, options);
   for (const plan of plans) step(describePlan(plan, source));
   await lockTables(tx, plans);
-
-  const fast = options.careful ? null : await loadDirect(tx, source, plans, options, step) ??
-    await rerunByBuckets(tx, source, plans, options, step);
-  if (fast) {
-    await syncSequences(tx, plans, fast.written, options);
-    const rows = new Map(plans.map((p) => [p, source.tables[p.spec.name].rows]));
-    const none = new Map(plans.map((p) => [p, 0]));
-    return {
-      ok: true,
-      mode: options.mode,
-      committed: false,
-      sqlitePath: options.sqlitePath,
-      target: describeConnection(options.connection!),
-      schema: options.schema,
-      columns: plans.map(columnReport),
-      tables: plans.map((p) => tableReport(p, source, rows, none, fast.written.get(p), 0)),
-      verification: fast.verification,
-      policies: [],
-      seconds: (performance.now() - started) / 1000,
-    };
-  }
-
-  step("reading SQLite and staging it in PostgreSQL");
-  const stageStarted = performance.now();
-  const { staged, skipped, policies } = await stageSource(tx, source, plans, options, sink);
-  const stageSeconds = (performance.now() - stageStarted) / 1000;
-
-  step("comparing with PostgreSQL");
-  const diffs = new Map<TablePlan, Diff>();
-  for (const plan of plans) diffs.set(plan, await diffBeforeWriting(tx, plan, staged.get(plan)!));
-  await refuseExtraRows(tx, plans, diffs, options, sink);
-
-  const written = options.mode === "verify-only" || [...diffs.values()].every(isClean)
-    ? new Map<TablePlan, Written>()
-    : await writeChanges(tx, plans, diffs, staged, options.prune, step);
-  step("verifying every row against its source");
-  const verification = await verifyTarget(tx, source, plans, skipped, options);
-  const report: Report = {
-    ok: verification.ok,
-    mode: options.mode,
-    committed: false,
-    sqlitePath: options.sqlitePath,
-    target: describeConnection(options.connection!),
-    schema: options.schema,
-    columns: plans.map(columnReport),
-    tables: plans.map((plan) =>
-      tableReport(plan, source, staged, skipped, written.get(plan), stageSeconds)
-    ),
-    verification,
-    policies: policies.groups,
-    seconds: (performance.now() - started) / 1000,
-  };
-  if (!verification.ok && options.mode !== "verify-only") {
+  const loaded = await load(tx, source, plans, options, sink);
+  const report = buildReport(loaded, { plans, source, options, started });
+  if (!report.ok && options.mode !== "verify-only") {
     throw new MigrationError(
       "verification",
       "verification failed: PostgreSQL does not match SQLite; the transaction was rolled back",
       PROBLEM_KINDS["content-mismatch"].hint,
-      verification.mismatches,
+      report.verification.mismatches,
       report,
     );
   }
-  await syncSequences(tx, plans, written, options);
+  await syncSequences(tx, plans, loaded.written, options);
   return report;
 }
 
-/** Rows only in PostgreSQL stop the run, unless --prune deletes them (or nothing is written). */
-async function refuseExtraRows(
+/**
+ * Loads the target by the first strategy that applies: a first run straight
+ * into empty tables, a rerun by buckets of digests, or the careful path,
+ * which also takes over from either on any doubt.
+ */
+async function load(
   tx: Tx,
+  source: Source,
   plans: TablePlan[],
-  diffs: Map<TablePlan, Diff>,
   options: Options,
   sink: ProblemSink | undefined,
-): Promise<void> {
-  const extra = [...diffs.values()].some((d) => d.extra > 0);
-  if (!extra || options.prune || options.mode === "verify-only") return;
-  const extras = new ProblemLog(sink && ((p) => sink(p, "refused")));
-  for (const plan of plans) await extraExamples(tx, plan, extras);
-  throw new MigrationError(
-    "data",
-    "PostgreSQL holds rows that SQLite does not have; nothing was written",
-    PROBLEM_KINDS["extra-row"].hint,
-    extras.groups,
-  );
-}
-
-/** Prunes (children first), then updates and inserts (parents first). */
-async function writeChanges(
-  tx: Tx,
-  plans: TablePlan[],
-  diffs: Map<TablePlan, Diff>,
-  staged: Map<TablePlan, number>,
-  prune: boolean,
-  step: (line: string) => void,
-): Promise<Map<TablePlan, Written>> {
-  const written = new Map(
-    plans.map((plan) => [plan, { inserted: 0, updated: 0, pruned: 0, seconds: 0 }]),
-  );
-  for (const plan of [...plans].reverse()) {
-    if (!prune || diffs.get(plan)!.extra === 0) continue;
-    step(`pruning ${plan.spec.name} rows that SQLite does not have`);
-    written.get(plan)!.pruned = await pruneRows(tx, plans, plan, pruneSql(plan), step);
-  }
-  for (const plan of plans) {
-    const diff = diffs.get(plan)!;
-    if (diff.missing + diff.differ === 0) continue;
-    const tableStarted = performance.now();
-    step(`writing ${plan.spec.name}`);
-    const { inserted, updated } = await writeTable(tx, plan, diff, staged.get(plan)!, step);
-    Object.assign(written.get(plan)!, {
-      inserted,
-      updated,
-      seconds: (performance.now() - tableStarted) / 1000,
-    });
-  }
-  return written;
+): Promise<Loaded> {
+  if (options.careful) return await loadCarefully(tx, source, plans, options, sink);
+  const step = options.onStep ?? (() => {});
+  const direct = await loadDirect(tx, source, plans, options, step);
+  if (direct && "strategy" in direct) return direct;
+  const rerun = await rerunByBuckets(tx, source, plans, options, step);
+  if (rerun && "strategy" in rerun) return rerun;
+  const stopped = rerun?.stopped ?? direct?.stopped;
+  return { ...await loadCarefully(tx, source, plans, options, sink), carefulBecause: stopped };
 }
 
 /** While waiting for another run, say so this often. */

@@ -512,3 +512,8 @@ export interface Written {
   pruned: number;
   seconds: number;
 }
+
+/** Nothing written yet, for every table. */
+export function noWrites(plans: TablePlan[]): Map<TablePlan, Written> {
+  return new Map(plans.map((plan) => [plan, { inserted: 0, updated: 0, pruned: 0, seconds: 0 }]));
+}

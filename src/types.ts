@@ -67,14 +67,32 @@ export interface Options {
   onConnect?: (info: ConnectionInfo) => void;
   /** Called with progress while rows are read and sent. */
   onProgress?: (progress: Progress) => void;
-  /** Called with one line per step ("reading tracks", "waiting for lock"). */
-  onStep?: (line: string) => void;
+  /**
+   * Called with one line per step ("writing tracks", "comparing SQLite with
+   * PostgreSQL"). `detail` is true for lines about how the tool works inside
+   * (buckets, staging tables), which the CLI prints only with `--verbose`.
+   */
+  onStep?: Step;
   /**
    * Called once connected, with what cancels the run's running statement
    * (PostgreSQL's CancelRequest): the CLI sends it when a signal ends the run.
    */
   onCancelKey?: (key: CancelKey) => void;
 }
+
+/** Receives the progress lines of a run; see {@link Options.onStep}. */
+export type Step = (line: string, detail?: boolean) => void;
+
+/**
+ * How a table was loaded and compared:
+ * - `direct`: a first run into the empty table, rows sent straight into it and
+ *   verified by count and digest sum;
+ * - `buckets`: a rerun that compared sums of row digests bucket by bucket and
+ *   read again only the rows of buckets that differ;
+ * - `careful`: every row staged in PostgreSQL, checked and compared there, so
+ *   that every offending row is named.
+ */
+export type Strategy = "direct" | "buckets" | "careful";
 
 /** Rows done so far for one table. */
 export interface Progress {
@@ -159,6 +177,10 @@ export interface TableReport {
   pruned: number;
   /** Seconds spent on this table. */
   seconds: number;
+  /** How the table was loaded and compared. */
+  strategy: Strategy;
+  /** For the `buckets` strategy: how many buckets of rows differed, and were read again. */
+  differingBuckets?: number;
 }
 
 /** How one table's columns were matched between SQLite and PostgreSQL. */
@@ -239,6 +261,11 @@ export interface Report {
   verification: Verification;
   /** Rows changed by an opt-in policy (`--invalid-json=null`, `--orphans=skip`). */
   policies: ProblemGroup[];
+  /**
+   * Why a first run or rerun went on with the `careful` strategy after it had
+   * begun another (a row to explain, a difference to name); absent otherwise.
+   */
+  carefulBecause?: string;
   /** Seconds for the whole run. */
   seconds: number;
 }

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import postgres from "postgres";
-import { MigrationError, type Options } from "../migrate.ts";
+import { MigrationError, type Options, type Report, type Strategy } from "../migrate.ts";
 
 export const TEST_DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ??
   "postgresql://mtm:mtm-test-pw@localhost:5432/mtm_test";
@@ -270,11 +270,15 @@ export const TRICKY_TEXT =
 
 /** Waits until `count` sessions wait for an advisory lock; returns their pids. */
 export async function waitForLockWaits(env: Env, count: number): Promise<number[]> {
+  // Only this test's locks: its gate's, and the lock of a run into its schema
+  // (other test runs may wait on the same server meanwhile).
   for (let tries = 0; tries < 1500; tries++) {
     const waiting = await env.sql`
       SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'migrate.ts'
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND (l.classid::bigint << 32 | l.objid::bigint) IN (
+          hashtext(${`gate:${env.schema}`}), hashtext(${`migrate.ts:${env.schema}`}))
       ORDER BY l.pid`;
     if (waiting.length >= count) return waiting.map((row) => row.pid);
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -283,7 +287,7 @@ export async function waitForLockWaits(env: Env, count: number): Promise<number[
 }
 
 export async function holdSnapshotInserts(env: Env) {
-  const key = 4_2424_2424;
+  const [{ key }] = await env.sql`SELECT hashtext(${`gate:${env.schema}`})::bigint AS key`;
   await env.sql.unsafe(`
     CREATE FUNCTION ${env.schema}.gate() RETURNS trigger LANGUAGE plpgsql
       AS 'BEGIN PERFORM pg_advisory_xact_lock(${key}); RETURN NULL; END';
@@ -406,4 +410,12 @@ export function incompressible(length: number, seed: number): string {
 export async function contentOf(env: Env) {
   const { tracks, snapshots } = await targetRows(env);
   return { tracks: tracks.map(({ updated_at: _, ...row }) => row), snapshots };
+}
+
+/** Every table of the run took `strategy`, and no fast path gave way to the careful one. */
+export function assertStrategy(report: Report, strategy: Strategy): void {
+  assert.deepEqual(
+    { strategies: report.tables.map((t) => t.strategy), carefulBecause: report.carefulBecause },
+    { strategies: report.tables.map(() => strategy), carefulBecause: undefined },
+  );
 }
