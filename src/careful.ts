@@ -12,7 +12,7 @@ import type { Tx } from "./connect.ts";
 import type { Source } from "./sqlite_source.ts";
 import type { TablePlan } from "./plan.ts";
 import { ProblemLog, type ProblemSink } from "./validate.ts";
-import { type Diff, noWrites, pruneRows, pruneSql, writeTable, type Written } from "./table_ops.ts";
+import { type Diff, noWrites, pruneRows, writeTable, type Written } from "./table_ops.ts";
 import { stageSource } from "./staging.ts";
 import { diffBeforeWriting, extraExamples, isClean, verifyTarget } from "./verify.ts";
 import type { Loaded } from "./fast_path.ts";
@@ -84,8 +84,7 @@ async function writeChanges(
   const written = noWrites(plans);
   for (const plan of [...plans].reverse()) {
     if (!prune || diffs.get(plan)!.extra === 0) continue;
-    step(`pruning ${plan.spec.name} rows that SQLite does not have`);
-    written.get(plan)!.pruned = await pruneRows(tx, plans, plan, pruneSql(plan), step);
+    written.get(plan)!.pruned = await pruneRows(tx, plans, plan, step);
   }
   for (const plan of plans) {
     const diff = diffs.get(plan)!;

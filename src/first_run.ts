@@ -15,14 +15,13 @@ import { DIGEST, DigestSum, targetDigests } from "./digest.ts";
 import { copyInto, copyLine, Prefetch } from "./copy.ts";
 import {
   BULK_INSERT_ROWS,
-  checkOrphans,
-  hasForeignKey,
   hasRows,
   restore,
   suspend,
   suspendable,
   type Written,
 } from "./table_ops.ts";
+import { checkOrphans, hasForeignKey, parentOf } from "./orphans.ts";
 import { encodedRows } from "./staging.ts";
 import { payloadChecks } from "./verify.ts";
 import {
@@ -108,7 +107,14 @@ export async function loadDirect(
       }
       await copyInto(sp, into, mine ? mine.lines() : linesOf(plan), progress, ahead);
       if (bulk) step(`indexing ${plan.spec.name}`);
-      await meanwhile(checkOrphansDirect(sp, plans, plan, options, log));
+      // Before the foreign key is rebuilt: where the target declares it,
+      // rebuilding finds orphans anyway; where it does not, this does.
+      if (plan.spec.references && !hasForeignKey(plan)) {
+        const parents = parentOf(plans, plan)?.parent.target.qualified;
+        await meanwhile(
+          checkOrphans(sp, plans, plan, options, log, plan.target.qualified, parents),
+        );
+      }
       await meanwhile(restore(sp, plan, suspended));
       const inserted = sums.get(plan)!.rows;
       const seconds = (performance.now() - tableStarted) / 1000;
@@ -145,30 +151,6 @@ function directLines(
     sum.add(digest);
     return copyLine(clean);
   });
-}
-
-/**
- * Orphans, before the foreign key is rebuilt: where the target declares the
- * key, rebuilding it finds them anyway; where it does not, this does.
- */
-async function checkOrphansDirect(
-  tx: Tx,
-  plans: TablePlan[],
-  plan: TablePlan,
-  options: Options,
-  log: ValidationLog,
-): Promise<void> {
-  const ref = plan.spec.references;
-  if (!ref || hasForeignKey(plan)) return;
-  const parent = plans.find((p) => p.spec.name === ref.table);
-  if (!parent) return;
-  await checkOrphans(
-    tx,
-    [{ ...parent, keys: parent.target.qualified }],
-    { ...plan, staging: plan.target.qualified },
-    options,
-    log,
-  );
 }
 
 /**

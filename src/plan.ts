@@ -70,6 +70,15 @@ const isIgnored = (options: Options, table: TableName, column: string) =>
   options.ignoreColumns.some((entry) => entry === column || entry === `${table}.${column}`);
 
 /**
+ * The name of a temporary table of this run for `table`, named by what it
+ * holds (`stage`, `changes`, `buckets`…): `pg_temp."migrate_stage_tracks"`.
+ * Temporary tables are the session's own and go at COMMIT or ROLLBACK.
+ */
+export function tempTable(table: TableName, what: string): string {
+  return `pg_temp.${q(`migrate_${what}_${table}`)}`;
+}
+
+/**
  * Matches SQLite's columns with the target's and checks every rule that
  * needs no data: the types, the key, the columns PostgreSQL must fill.
  * Returns the plan, or the problems, each with its fix.
@@ -165,8 +174,8 @@ function planTable(
       touch,
       filledByPostgres,
       ignored,
-      staging: `pg_temp.${q(`migrate_stage_${spec.name}`)}`,
-      keys: `pg_temp.${q(`migrate_stage_${spec.name}`)}`,
+      staging: tempTable(spec.name, "stage"),
+      keys: tempTable(spec.name, "stage"),
     },
   };
 }

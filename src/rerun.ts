@@ -10,7 +10,7 @@ import type { CountCheck, Options, Step } from "./types.ts";
 import { q } from "./quote.ts";
 import type { Tx } from "./connect.ts";
 import { prepareArrays, type Source } from "./sqlite_source.ts";
-import { columnList, keyMatch, referenceMatch, type TablePlan } from "./plan.ts";
+import { columnList, keyMatch, type TablePlan, tempTable } from "./plan.ts";
 import { duplicateSourceKeys, readPages, sourceColumns } from "./sqlite_read.ts";
 import { validateRow, type ValidationLog } from "./validate.ts";
 import {
@@ -24,8 +24,7 @@ import {
 import { collectIfLarge } from "./memory.ts";
 import { copyInto, copyLine } from "./copy.ts";
 import {
-  distinct,
-  hasForeignKey,
+  changeDetection,
   hasRows,
   insertSql,
   noWrites,
@@ -33,6 +32,7 @@ import {
   updateSql,
   type Written,
 } from "./table_ops.ts";
+import { orphansAfterChanges, orphansInTarget } from "./orphans.ts";
 import { analyzeSql, createStaging, rowDigest } from "./staging.ts";
 import { isObject, payloadChecks, payloadJson } from "./verify.ts";
 import {
@@ -183,7 +183,7 @@ const BUCKET_COLLECT_CHARS = 3_000_000;
  * so that PostgreSQL sums while JavaScript reads SQLite.
  */
 async function targetBuckets(tx: Tx, plan: TablePlan, size: number) {
-  const table = `pg_temp.${q(`migrate_buckets_${plan.spec.name}`)}`;
+  const table = tempTable(plan.spec.name, "buckets");
   // Each field's hash once (OFFSET 0 keeps the planner from inlining the
   // key's twice), for the bucket and the digest.
   const hashes = fieldHashes(plan);
@@ -448,7 +448,7 @@ export async function rerunByBuckets(
     await parallelScans(sp);
     const changed = plans.filter((p) => differ.get(p)!.length > 0);
     if (changed.length === 0) {
-      for (const plan of plans) await orphansInTarget(sp, plans, plan);
+      await noOrphansInTarget(sp, plans);
     } else if (options.mode === "verify-only") {
       throw new Abandon("verify-only found differences");
     }
@@ -478,7 +478,7 @@ export async function rerunByBuckets(
       // The digests' garbage, before staging makes more (see
       // BUCKET_COLLECT_RSS): the large set's 1 % rerun peaked 4 MiB lower.
       collectIfLarge();
-      await copyInto(sp, rerunTable(plan, "unmatched"), unmatched, () => {});
+      await copyInto(sp, tempTable(plan.spec.name, "unmatched"), unmatched, () => {});
       await copyInto(
         sp,
         `${plan.staging} (${columnList(plan)}, ${DIGEST})`,
@@ -490,20 +490,15 @@ export async function rerunByBuckets(
       objects += await staged.compared;
       written.get(plan)!.seconds += (performance.now() - started) / 1000;
     }
-    for (const plan of plans) await orphansAfterChanges(sp, plans, plan, extras);
+    for (const plan of plans) {
+      const why = await orphansAfterChanges(sp, plans, plan, extras);
+      if (why) throw new Abandon(why);
+    }
     for (const plan of [...changed].reverse()) {
       const [{ n }] = await sp.unsafe(`SELECT count(*)::int AS n FROM ${extras.get(plan)}`);
       if (n === 0) continue;
       if (!options.prune) throw new Abandon(`rows only in PostgreSQL in ${plan.spec.name}`);
-      step(`pruning ${plan.spec.name} rows that SQLite does not have`);
-      written.get(plan)!.pruned = await pruneRows(
-        sp,
-        plans,
-        plan,
-        `DELETE FROM ${plan.target.qualified} t USING ${extras.get(plan)} e
-         WHERE ${keyMatch(plan, "e", "t")}`,
-        step,
-      );
+      written.get(plan)!.pruned = await pruneRows(sp, plans, plan, step, extras.get(plan));
     }
     for (const plan of changed) {
       const started = performance.now();
@@ -514,7 +509,7 @@ export async function rerunByBuckets(
       entry.seconds += (performance.now() - started) / 1000;
     }
     // Rows that stay may be orphans too where no foreign key rules them out.
-    if (changed.length > 0) { for (const plan of plans) await orphansInTarget(sp, plans, plan); }
+    if (changed.length > 0) await noOrphansInTarget(sp, plans);
     step("verifying every row against its source");
     const counts: CountCheck[] = [];
     const triggered = plans.some((p) => p.target.triggers.length > 0);
@@ -584,10 +579,6 @@ async function noOtherWrites(tx: Tx, plan: TablePlan, written: Written): Promise
   }
 }
 
-/** A changed table's temporary tables, named by what they hold. */
-const rerunTable = (plan: TablePlan, what: string) =>
-  `pg_temp.${q(`migrate_${what}_${plan.spec.name}`)}`;
-
 /**
  * The target's rows of the differing buckets (a scan hashing every key), into
  * a table of their keys and digests; and a table for those digests that
@@ -596,14 +587,14 @@ const rerunTable = (plan: TablePlan, what: string) =>
 async function scanBuckets(tx: Tx, plan: TablePlan, ours: SourceBuckets, differ: number[]) {
   const json = payloadJson(plan);
   await tx.unsafe(
-    `CREATE TEMPORARY TABLE ${rerunTable(plan, "target")} ON COMMIT DROP AS
+    `CREATE TEMPORARY TABLE ${tempTable(plan.spec.name, "target")} ON COMMIT DROP AS
      SELECT ${plan.spec.key.map((k) => `t.${q(k)}`).join(", ")}, ${digestSql(plan)} AS ${DIGEST},
             ${json ? isObject(json) : "false"} AS object
      FROM ${plan.target.qualified} t
      WHERE ${bucketSql(plan, ours.size)} = ANY('{${differ.join(",")}}'::int[])`,
   );
   await tx.unsafe(
-    `CREATE TEMPORARY TABLE ${rerunTable(plan, "unmatched")} (high bigint, low bigint)
+    `CREATE TEMPORARY TABLE ${tempTable(plan.spec.name, "unmatched")} (high bigint, low bigint)
      ON COMMIT DROP`,
   );
 }
@@ -653,7 +644,7 @@ async function matchDigests(
   await eachRow(
     tx.unsafe(
       `SELECT encode(string_agg(int8send(${DIGEST}), ''::bytea), 'hex') AS hex
-     FROM ${rerunTable(plan, "target")} GROUP BY ${DIGEST} & ${DIGEST_CHUNKS - 1}`,
+     FROM ${tempTable(plan.spec.name, "target")} GROUP BY ${DIGEST} & ${DIGEST_CHUNKS - 1}`,
     ),
     ({ hex }) => {
       const bytes = fromHex(hex as string);
@@ -740,24 +731,16 @@ function* rowLines(
  * settles with how the target's count of JSON objects changes once written.
  */
 function compareBuckets(tx: Tx, plan: TablePlan): { extra: string; compared: Promise<number> } {
-  const theirs = rerunTable(plan, "target");
+  const theirs = tempTable(plan.spec.name, "target");
   const keys = plan.spec.key.map((k) => `t.${q(k)}`).join(", ");
   const json = payloadJson(plan);
-  const k = q(plan.spec.key[0]);
-  plan.changes = rerunTable(plan, "changes");
-  const extra = rerunTable(plan, "extra");
-  const unmatched = rerunTable(plan, "unmatched");
+  const [collect, markEqual] = changeDetection(plan, theirs);
+  const extra = tempTable(plan.spec.name, "extra");
+  const unmatched = tempTable(plan.spec.name, "unmatched");
   const compared = queued(tx, [
     ...analyzeSql(plan, [plan.staging, theirs]),
-    `CREATE TEMPORARY TABLE ${plan.changes} ON COMMIT DROP AS
-     SELECT s.*, t.${k} IS NULL AS migrate_missing, false AS migrate_equal
-     FROM ${plan.staging} s LEFT JOIN ${theirs} t ON ${keyMatch(plan, "s", "t")}
-     WHERE t.${k} IS NULL OR t.${DIGEST} <> s.${DIGEST}`,
-    // Equal by value after all (1.0 stored as 1.00): nothing to write.
-    `UPDATE ${plan.changes} c SET migrate_equal = true
-     FROM ${plan.target.qualified} t
-     WHERE ${keyMatch(plan, "c", "t")} AND NOT c.migrate_missing
-       AND NOT (${distinct(plan.columns, "c", "t")})`,
+    collect,
+    markEqual,
     `ANALYZE ${unmatched}`,
     `CREATE TEMPORARY TABLE ${extra} ON COMMIT DROP AS
      SELECT ${keys} FROM ${theirs} t
@@ -783,67 +766,10 @@ function compareBuckets(tx: Tx, plan: TablePlan): { extra: string; compared: Pro
  * holds exactly SQLite's rows, so its declared foreign key rules them out;
  * without one, look.
  */
-async function orphansInTarget(tx: Tx, plans: TablePlan[], plan: TablePlan): Promise<void> {
-  const ref = plan.spec.references;
-  const parent = plans.find((p) => p.spec.name === ref?.table);
-  if (!ref || !parent || hasForeignKey(plan)) return;
-  // count(*), not LIMIT 1: see orphansAfterChanges.
-  const [{ n }] = await tx.unsafe(
-    `SELECT count(*)::int AS n FROM ${plan.target.qualified} s WHERE NOT EXISTS (
-       SELECT FROM ${parent.target.qualified} p WHERE ${referenceMatch(ref, "p", "s")})`,
-  );
-  if (n > 0) throw new Abandon(`orphans in ${plan.spec.name}`);
-}
-
-/**
- * Orphans after the changes: a staged row whose parent is neither kept nor
- * staged, or a row that stays while its parent is pruned.
- */
-async function orphansAfterChanges(
-  tx: Tx,
-  plans: TablePlan[],
-  plan: TablePlan,
-  extras: Map<TablePlan, string>,
-): Promise<void> {
-  const ref = plan.spec.references;
-  const parent = plans.find((p) => p.spec.name === ref?.table);
-  if (!ref || !parent) return;
-  const parentExtra = extras.get(parent);
-  if (!parentExtra && !extras.has(plan)) return;
-  // count(*), not LIMIT 1: with a LIMIT the planner bets on finding a row
-  // early and scans the whole target for it, while there is usually none.
-  const match = (p: string) => referenceMatch(ref, p, "s");
-  if (extras.has(plan)) {
-    // A row to write needs its parent in the target or staged (one set of
-    // keys, so the planner hashes it once rather than looping over them),
-    // and not pruned (pruned parents are never staged). Staged rows equal to
-    // the target's are rows that stay: the check below covers them.
-    const columns = ref.targetColumns.map(q).join(", ");
-    const parents = parentExtra
-      ? `(SELECT ${columns} FROM ${parent.target.qualified}
-          UNION ALL SELECT ${columns} FROM ${parent.staging})`
-      : parent.target.qualified;
-    const [{ n }] = await tx.unsafe(
-      `SELECT (SELECT count(*) FROM ${plan.changes} s WHERE NOT s.migrate_equal
-                 AND NOT EXISTS (SELECT FROM ${parents} p WHERE ${match("p")}))${
-        parentExtra
-          ? ` + (SELECT count(*) FROM ${plan.changes} s WHERE NOT s.migrate_equal
-                   AND EXISTS (SELECT FROM ${parentExtra} p WHERE ${match("p")}))`
-          : ""
-      } AS n`,
-    );
-    if (Number(n) > 0) throw new Abandon(`orphans in ${plan.spec.name}`);
+async function noOrphansInTarget(tx: Tx, plans: TablePlan[]): Promise<void> {
+  for (const plan of plans) {
+    if (await orphansInTarget(tx, plans, plan) > 0) {
+      throw new Abandon(`orphans in ${plan.spec.name}`);
+    }
   }
-  if (!parentExtra) return;
-  // A row that stays needs its parent to stay. Counted from the few pruned
-  // parents, so that the planner looks their children up by key instead of
-  // scanning every child to join a few.
-  const pruned = extras.has(plan)
-    ? `AND NOT EXISTS (SELECT FROM ${extras.get(plan)} x WHERE ${keyMatch(plan, "x", "s")})`
-    : "";
-  const [{ n }] = await tx.unsafe(
-    `SELECT count(*)::int AS n FROM ${parentExtra} p WHERE EXISTS (
-       SELECT FROM ${plan.target.qualified} s WHERE ${match("p")} ${pruned})`,
-  );
-  if (n > 0) throw new Abandon(`rows of ${plan.spec.name} would lose their ${parent.spec.name}`);
 }

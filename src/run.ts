@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Options, Report } from "./types.ts";
+import type { Options, Report, Step } from "./types.ts";
 import { MigrationError, PROBLEM_KINDS } from "./errors.ts";
 import { createTableDdl, TABLES } from "./tables.ts";
 import { q } from "./quote.ts";
@@ -156,7 +156,7 @@ const LOCK_NOT_AVAILABLE = "55P03";
  * The wait is cut into slices (lock_timeout in a savepoint) to report it
  * every few seconds and to give up after --lock-timeout.
  */
-async function lockTarget(tx: Tx, options: Options, step: (line: string) => void): Promise<void> {
+async function lockTarget(tx: Tx, options: Options, step: Step): Promise<void> {
   const { schema, lockTimeout } = options;
   const lockName = `migrate.ts:${schema}`;
   const [{ locked }] = await tx`SELECT pg_try_advisory_xact_lock(hashtext(${lockName})) AS locked`;

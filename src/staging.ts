@@ -11,12 +11,13 @@ import { q } from "./quote.ts";
 import type { Tx } from "./connect.ts";
 import type { CleanValue } from "./values.ts";
 import type { Source } from "./sqlite_source.ts";
-import { columnList, keyMatch, type TablePlan } from "./plan.ts";
+import { columnList, keyMatch, type TablePlan, tempTable } from "./plan.ts";
 import { duplicateSourceKeys, readRows, sourceLookup } from "./sqlite_read.ts";
 import { ProblemLog, type ProblemSink, validateRow, type ValidationLog } from "./validate.ts";
 import { addCanonical, DIGEST, RowDigest, targetDigests } from "./digest.ts";
 import { copyInto, copyLine } from "./copy.ts";
-import { checkConstraints, checkOrphans, hasRows } from "./table_ops.ts";
+import { checkConstraints, hasRows } from "./table_ops.ts";
+import { checkOrphans } from "./orphans.ts";
 
 /**
  * Staging: a temporary table per source table, in the target's own column
@@ -228,7 +229,7 @@ export function analyzeSql(plan: TablePlan, tables: string[]): string[] {
 
 /** The keys-and-digests table of a rerun that ships keys first. */
 async function createKeys(tx: Tx, plan: TablePlan): Promise<void> {
-  plan.keys = `pg_temp.${q(`migrate_keys_${plan.spec.name}`)}`;
+  plan.keys = tempTable(plan.spec.name, "keys");
   const columns = plan.keyIndexes.map((i) => plan.columns[i])
     .map((c) => `${q(c.name)} ${c.target.stageType}`);
   await tx.unsafe(

@@ -6,7 +6,7 @@
  */
 
 import type postgres from "postgres";
-import type { Options, Problem } from "./types.ts";
+import type { Options, Problem, Step } from "./types.ts";
 import { EXAMPLES_PER_KIND } from "./errors.ts";
 import { literal, q } from "./quote.ts";
 import type { Tx } from "./connect.ts";
@@ -17,10 +17,11 @@ import {
   keyOrder,
   keyText,
   type PlannedColumn,
-  referenceMatch,
   type TablePlan,
+  tempTable,
 } from "./plan.ts";
-import type { ProblemLog, ValidationLog } from "./validate.ts";
+import type { ProblemLog } from "./validate.ts";
+import { DIGEST } from "./digest.ts";
 
 /**
  * Adds the rows a query finds to a problem log: with a reject file, every
@@ -51,39 +52,6 @@ export async function logRows(
   if (rows.length === 0) return 0;
   log.count(problem(rows[0]).kind, rows[0].total - rows.length);
   return rows[0].total;
-}
-
-/**
- * Rows whose reference has no row in the referenced staging table (SQLite
- * does not enforce foreign keys). They are problems, or with --orphans=skip
- * deleted from staging and reported. Rows referring to rows that validation
- * refused are not orphans: the refused row is the problem.
- */
-export async function checkOrphans(
-  tx: Tx,
-  plans: TablePlan[],
-  plan: TablePlan,
-  options: Options,
-  log: ValidationLog,
-): Promise<number> {
-  const ref = plan.spec.references;
-  const parent = plans.find((p) => p.spec.name === ref?.table);
-  if (!ref || !parent) return 0;
-  const match = referenceMatch(ref, "p", "s");
-  const orphan = `NOT EXISTS (SELECT FROM ${parent.keys} p WHERE ${match})
-    AND ${ref.columns.map((c) => `s.${q(c)}::text`).join(" || '/' || ")} <> ALL($1::text[])`;
-  const into = options.orphans === "skip" ? log.policies : log.problems;
-  const params = [log.refused.get(parent.spec.name)!];
-  const found = await logRows(
-    tx,
-    `SELECT ${keyText(plan, "s")} AS key FROM ${plan.staging} s WHERE ${orphan}
-     ORDER BY ${keyOrder(plan, "s")}`,
-    params,
-    into,
-    (row) => ({ kind: "orphan-snapshot", table: plan.spec.name, key: row.key }),
-  );
-  if (found === 0 || options.orphans !== "skip") return 0;
-  return (await tx.unsafe(`DELETE FROM ${plan.staging} s WHERE ${orphan}`, params)).count;
 }
 
 /**
@@ -154,6 +122,29 @@ export async function checkConstraints(
 }
 
 /**
+ * The change detection of every strategy that compares: staged rows whose
+ * digest the target's rows `theirs` (a relation of keys and digests) lack or
+ * hold otherwise go into `plan.changes`, marked missing or not; only these can
+ * need writing, every other row is proven equal to its source. The second
+ * statement marks those equal by value after all (1.0 stored as 1.00): nothing
+ * to write. The caller runs them, with an ANALYZE where its plan needs one.
+ */
+export function changeDetection(plan: TablePlan, theirs: string): [string, string] {
+  plan.changes = tempTable(plan.spec.name, "changes");
+  const k = q(plan.spec.key[0]);
+  return [
+    `CREATE TEMPORARY TABLE ${plan.changes} ON COMMIT DROP AS
+     SELECT s.*, t.${k} IS NULL AS migrate_missing, false AS migrate_equal
+     FROM ${plan.staging} s LEFT JOIN ${theirs} t ON ${keyMatch(plan, "s", "t")}
+     WHERE t.${k} IS NULL OR t.${DIGEST} <> s.${DIGEST}`,
+    `UPDATE ${plan.changes} c SET migrate_equal = true
+     FROM ${plan.target.qualified} t
+     WHERE ${keyMatch(plan, "c", "t")} AND NOT c.migrate_missing
+       AND NOT (${distinct(plan.columns, "c", "t")})`,
+  ];
+}
+
+/**
  * Updates only rows whose values are distinct, so a rerun over unchanged
  * data rewrites nothing and keeps `updated_at`.
  */
@@ -202,20 +193,26 @@ export function insertSql(plan: TablePlan): string {
 const ON_DELETE: Record<string, string> = { c: "CASCADE", n: "SET NULL", d: "SET DEFAULT" };
 
 /**
- * Runs a prune: the rows it deletes may be what other tables' foreign keys
- * point at, and with ON DELETE CASCADE, SET NULL or SET DEFAULT PostgreSQL
- * deletes or changes those tables' rows too (the schema's own rule, not
- * ours to refuse). Each such table touched gets a line, with how many of its
- * rows (this transaction's own counts, read before and after): --dry-run
- * shows them too. Returns the rows pruned.
+ * Prunes `plan`'s target rows that SQLite does not have: those whose key is
+ * in the relation `extra` where the caller has found them, else every row
+ * whose key is not in `plan.keys`. The rows it deletes may be what other
+ * tables' foreign keys point at, and with ON DELETE CASCADE, SET NULL or SET
+ * DEFAULT PostgreSQL deletes or changes those tables' rows too (the schema's
+ * own rule, not ours to refuse). Each such table touched gets a line, with how
+ * many of its rows (this transaction's own counts, read before and after):
+ * --dry-run shows them too. Returns the rows pruned.
  */
 export async function pruneRows(
   tx: Tx,
   plans: TablePlan[],
   plan: TablePlan,
-  statement: string,
-  step: (line: string) => void,
+  step: Step,
+  extra?: string,
 ): Promise<number> {
+  step(`pruning ${plan.spec.name} rows that SQLite does not have`);
+  const statement = extra
+    ? `DELETE FROM ${plan.target.qualified} t USING ${extra} e WHERE ${keyMatch(plan, "e", "t")}`
+    : `DELETE FROM ${plan.target.qualified} t WHERE ${extraRow(plan)}`;
   const dependents = await tx.unsafe(
     `SELECT format('%I.%I', n.nspname, r.relname) AS name, c.conrelid::oid::text AS oid,
             c.conname, c.confdeltype AS action
@@ -248,10 +245,6 @@ export async function pruneRows(
     );
   });
   return pruned;
-}
-
-export function pruneSql(plan: TablePlan): string {
-  return `DELETE FROM ${plan.target.qualified} t WHERE ${extraRow(plan)}`;
 }
 
 /** A target row (alias t) whose key SQLite does not have. */
@@ -346,7 +339,7 @@ export async function writeTable(
   plan: TablePlan,
   diff: Diff,
   staged: number,
-  step: (line: string) => void,
+  step: Step,
 ): Promise<{ inserted: number; updated: number }> {
   const update = diff.differ > 0 ? await updateRows(tx, plan, step) : { updated: 0 };
   // Rows that swapped values under a unique constraint: all written already.
@@ -410,7 +403,7 @@ function uniqueBesidesKey(plan: TablePlan): Suspended {
 async function updateRows(
   tx: Tx,
   plan: TablePlan,
-  step: (line: string) => void,
+  step: Step,
 ): Promise<{ updated: number; inserted?: number }> {
   const unique = uniqueBesidesKey(plan);
   if (unique.constraints.length + unique.indexes.length === 0) {
@@ -493,16 +486,6 @@ export async function hasRows(tx: Tx, plan: TablePlan): Promise<boolean> {
     `SELECT EXISTS (SELECT FROM ${plan.target.qualified}) AS filled`,
   );
   return filled;
-}
-
-/** True if the target declares the foreign key of the table's declaration. */
-export function hasForeignKey(plan: TablePlan): boolean {
-  const ref = plan.spec.references!;
-  const references = new RegExp(`REFERENCES (\\S+\\.)?"?${ref.table}"?\\(`);
-  return plan.target.constraints.some((c) =>
-    c.type === "f" && c.columns?.join() === ref.columns.join() && references.test(c.definition) &&
-    !c.definition.endsWith("NOT VALID")
-  );
 }
 
 /** What was written to one table. */

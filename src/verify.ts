@@ -11,11 +11,11 @@ import { TRACKS } from "./tables.ts";
 import { q } from "./quote.ts";
 import type { Tx } from "./connect.ts";
 import type { Source } from "./sqlite_source.ts";
-import { keyMatch, keyOrder, keyText, type TablePlan } from "./plan.ts";
+import { keyMatch, keyOrder, keyText, type TablePlan, tempTable } from "./plan.ts";
 import { sourceLookup } from "./sqlite_read.ts";
 import { ProblemLog, validateRow } from "./validate.ts";
 import { DIGEST, targetDigests } from "./digest.ts";
-import { type Diff, distinct, extraRow, logRows } from "./table_ops.ts";
+import { changeDetection, type Diff, distinct, extraRow, logRows } from "./table_ops.ts";
 
 export const isClean = (diff: Diff) => diff.missing + diff.extra + diff.differ === 0;
 
@@ -25,22 +25,13 @@ export const isClean = (diff: Diff) => diff.missing + diff.extra + diff.differ =
  * shipped keys first, the rows whose digests differed.
  */
 async function diffTable(tx: Tx, plan: TablePlan): Promise<Diff> {
-  const k = q(plan.spec.key[0]);
-  plan.changes = `pg_temp.${q(`migrate_changes_${plan.spec.name}`)}`;
-  // Staged rows whose digest the target lacks or has otherwise: only these
-  // can need writing. Every other row is proven equal to its source here.
-  await tx.unsafe(`CREATE TEMPORARY TABLE ${plan.changes} ON COMMIT DROP AS
-    SELECT s.*, t.${k} IS NULL AS migrate_missing, false AS migrate_equal
-    FROM ${plan.staging} s LEFT JOIN (${
-    targetDigests(plan, plan.staging === plan.keys ? undefined : plan.staging)
-  }) t ON ${keyMatch(plan, "s", "t")}
-    WHERE t.${k} IS NULL OR t.${DIGEST} <> s.${DIGEST}`);
+  const [collect, markEqual] = changeDetection(
+    plan,
+    `(${targetDigests(plan, plan.staging === plan.keys ? undefined : plan.staging)})`,
+  );
+  await tx.unsafe(collect);
   await tx.unsafe(`ANALYZE ${plan.changes}`);
-  // Equal by value after all (1.0 stored as 1.00): nothing to write.
-  await tx.unsafe(`UPDATE ${plan.changes} c SET migrate_equal = true
-    FROM ${plan.target.qualified} t
-    WHERE ${keyMatch(plan, "c", "t")} AND NOT c.migrate_missing
-      AND NOT (${distinct(plan.columns, "c", "t")})`);
+  await tx.unsafe(markEqual);
   const [row] = await tx.unsafe(`SELECT
       count(*) FILTER (WHERE migrate_missing)::int AS missing,
       count(*) FILTER (WHERE NOT migrate_missing AND NOT migrate_equal)::int AS differ
@@ -132,7 +123,7 @@ async function verifyFromSource(
   everyRow: boolean,
 ): Promise<number> {
   const k = q(plan.spec.key[0]);
-  const found = `migrate_verify_${plan.spec.name}`;
+  const found = tempTable(plan.spec.name, "verify");
   const keys = plan.spec.key.map((key, i) => `coalesce(s.${q(key)}, t.${q(key)})::text AS k${i}`);
   // Rows present on one side only; then digests. A rerun compared every
   // row's digest before writing, and only rows whose digests differed can
