@@ -2,11 +2,30 @@
  * Row digests: each field's canonical text hashed the same way on both sides,
  * in JavaScript here and in SQL for PostgreSQL (hashtextextended).
  *
+ * Verification compares every target row with its SQLite source: JavaScript
+ * hashes a canonical text of each field of each source row while it reads
+ * SQLite, and PostgreSQL hashes the same text of each stored field
+ * (`col::text`, under the run's DateStyle and TimeZone). A field's hash is
+ * PostgreSQL's own `hashtextextended(text, place)` (Bob Jenkins' lookup3, 64
+ * bits, no extension needed), seeded with the field's place in digestOrder()
+ * (key first), so that equal values in two columns, or two columns' values
+ * swapped, do not cancel; a row's digest is the hash of no text seeded with
+ * its fields' hashes XORed (a NULL adds 0): through that hash, the same
+ * change in two rows of a rerun's bucket cannot cancel in the bucket's sum.
+ * Hashing fields apart costs PostgreSQL less than building one text of the
+ * row (no lengths to print and concatenate: half the time for a snapshot),
+ * and the key's hashes, shifted by place, give a rerun its bucket with no
+ * extra work. A row whose digests differ is not condemned on that
+ * alone: it is read again from SQLite and compared by value in PostgreSQL
+ * (so `1.0` stored as `1.00` still counts as equal JSONB), over bind
+ * parameters rather than COPY, so the second look does not share the first
+ * one's path.
+ *
  * @module
  */
 
 import { q } from "./quote.ts";
-import { jsonbCanonical } from "./jsonb.ts";
+import { jsonbCanonicalizer } from "./jsonb.ts";
 import { type CleanValue, ISO_TIMESTAMP } from "./values.ts";
 import { keyMatch, type PlannedColumn, type TablePlan } from "./plan.ts";
 
@@ -157,7 +176,7 @@ export function hashTextExtended(text: string): bigint {
  * ```
  */
 export function jsonbText(text: string): string {
-  return new TextDecoder().decode(jsonbCanonical(text));
+  return new TextDecoder().decode(jsonbCanonicalizer()(text));
 }
 
 const SHORT_TEXT = 64;
@@ -321,7 +340,7 @@ export function addCanonical(digest: RowDigest, column: PlannedColumn, value: Cl
   switch (column.kind) {
     case "json":
       return column.target.baseName === "jsonb"
-        ? digest.bytes(jsonbCanonical(value as string))
+        ? digest.bytes(column.canonical!(value as string))
         : digest.raw(value as string);
     case "text":
       // char(n)::text drops the padding, and with it any trailing spaces.

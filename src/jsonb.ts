@@ -1,196 +1,15 @@
 /**
- * JSON as PostgreSQL's JSONB reads it: a validator with its limits, and the
- * canonical text jsonb::text prints, made without building objects.
+ * JSON as PostgreSQL's JSONB reads it: one scanner that validates with JSONB's
+ * rules and limits and makes the canonical text jsonb::text prints, without
+ * building objects.
  *
  * @module
  */
 
-// A JSON validator with PostgreSQL's JSONB rules. It decides without building
-// anything: JSON.parse would allocate about three times the payload in
-// throwaway objects, which is most of this tool's garbage. The text itself
-// is sent as written, so numbers such as 12345678901234567890 keep their
-// digits.
-
-const IN_ARRAY = 1;
-
-const IN_OBJECT = 2;
-
-// numeric's limits: digits before the decimal point, digits after it.
-const NUMERIC_MAX_INTEGER_DIGITS = 131072;
-
-const NUMERIC_MAX_SCALE = 16383;
-
-// numeric_in refuses exponents from INT_MAX / 2 on.
-const NUMERIC_MAX_EXPONENT = 1_073_741_823;
-
-const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
-
-const isHex = (c: number) => isDigit(c) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
-
-function skipSpace(text: string, i: number): number {
-  for (let c = text.charCodeAt(i); c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;) {
-    c = text.charCodeAt(++i);
-  }
-  return i;
-}
-
-/** The code of the `\uXXXX` escape at i, or -1. */
-function unicodeEscape(text: string, i: number): number {
-  if (text.charCodeAt(i) !== 0x5c || text.charCodeAt(i + 1) !== 0x75) return -1;
-  for (let k = i + 2; k < i + 6; k++) if (!isHex(text.charCodeAt(k))) return -1;
-  return parseInt(text.slice(i + 2, i + 6), 16);
-}
-
-/**
- * Index after the string starting at i (a quote), or -1. JSONB refuses
- * `\u0000` and surrogate escapes that are not a high-low pair.
- */
-function skipString(text: string, i: number): number {
-  for (let j = i + 1;;) {
-    const c = text.charCodeAt(j);
-    if (c === 0x22) return j + 1;
-    if (c < 0x20 || c !== c) return -1; // control character, or the end (NaN)
-    if (c !== 0x5c) {
-      j++;
-      continue;
-    }
-    const e = text.charCodeAt(j + 1);
-    if (e !== 0x75) {
-      // \" \\ \/ \b \f \n \r \t
-      if (
-        e !== 0x22 && e !== 0x5c && e !== 0x2f && e !== 0x62 && e !== 0x66 && e !== 0x6e &&
-        e !== 0x72 && e !== 0x74
-      ) return -1;
-      j += 2;
-      continue;
-    }
-    const code = unicodeEscape(text, j);
-    if (code <= 0 || (code >= 0xdc00 && code <= 0xdfff)) return -1;
-    if (code >= 0xd800 && code <= 0xdbff) {
-      const low = unicodeEscape(text, j + 6);
-      if (low < 0xdc00 || low > 0xdfff) return -1;
-      j += 12;
-    } else {
-      j += 6;
-    }
-  }
-}
-
-/** Index after the number starting at i, or -1; also -1 beyond numeric's range. */
-function skipNumber(text: string, i: number): number {
-  let j = text.charCodeAt(i) === 0x2d ? i + 1 : i;
-  const integerStart = j;
-  if (text.charCodeAt(j) === 0x30) j++;
-  else if (isDigit(text.charCodeAt(j))) { while (isDigit(text.charCodeAt(j))) j++; }
-  else return -1;
-  const integerDigits = j - integerStart;
-  let fractionDigits = 0;
-  if (text.charCodeAt(j) === 0x2e) {
-    const fractionStart = ++j;
-    while (isDigit(text.charCodeAt(j))) j++;
-    fractionDigits = j - fractionStart;
-    if (fractionDigits === 0) return -1;
-  }
-  const mantissaEnd = j;
-  let exponent = 0;
-  const e = text.charCodeAt(j);
-  if (e === 0x65 || e === 0x45) {
-    const sign = text.charCodeAt(++j) === 0x2d ? -1 : 1;
-    if (text.charCodeAt(j) === 0x2b || text.charCodeAt(j) === 0x2d) j++;
-    if (!isDigit(text.charCodeAt(j))) return -1;
-    while (isDigit(text.charCodeAt(j))) {
-      if (exponent < NUMERIC_MAX_EXPONENT) exponent = exponent * 10 + text.charCodeAt(j) - 0x30;
-      j++;
-    }
-    exponent *= sign;
-  }
-  if (Math.abs(exponent) >= NUMERIC_MAX_EXPONENT) return -1;
-  if (fractionDigits - exponent > NUMERIC_MAX_SCALE) return -1;
-  if (integerDigits + exponent > NUMERIC_MAX_INTEGER_DIGITS) {
-    // Leading zeros do not count: find the first significant digit.
-    let leading = integerDigits + exponent;
-    for (let k = integerStart; k < mantissaEnd && leading > NUMERIC_MAX_INTEGER_DIGITS; k++) {
-      const c = text.charCodeAt(k);
-      if (c === 0x2e) continue;
-      if (c !== 0x30) return -1;
-      leading--;
-    }
-  }
-  return j;
-}
-
-/** Index of the value after an object key and its colon, or -1. */
-function skipKey(text: string, i: number): number {
-  if (text.charCodeAt(i) !== 0x22) return -1;
-  i = skipSpace(text, skipString(text, i));
-  return text.charCodeAt(i) === 0x3a ? skipSpace(text, i + 1) : -1;
-}
-
-/** True if PostgreSQL's JSONB accepts the text (RFC 8259 plus JSONB's limits). */
-export function isJsonbText(text: string): boolean {
-  const open: number[] = [];
-  let i = skipSpace(text, 0);
-  for (;;) {
-    // A value starts at i.
-    const c = text.charCodeAt(i);
-    if (c === 0x7b || c === 0x5b) {
-      const close = c === 0x7b ? 0x7d : 0x5d;
-      i = skipSpace(text, i + 1);
-      if (text.charCodeAt(i) !== close) {
-        open.push(c === 0x7b ? IN_OBJECT : IN_ARRAY);
-        if (c === 0x7b && (i = skipKey(text, i)) < 0) return false;
-        continue;
-      }
-      i++;
-    } else if (c === 0x22) {
-      i = skipString(text, i);
-    } else if (c === 0x2d || isDigit(c)) {
-      i = skipNumber(text, i);
-    } else if (text.startsWith("true", i) || text.startsWith("null", i)) {
-      i += 4;
-    } else if (text.startsWith("false", i)) {
-      i += 5;
-    } else {
-      return false;
-    }
-    if (i < 0) return false;
-    // After a value: close containers, or move to the next element.
-    for (;;) {
-      i = skipSpace(text, i);
-      if (open.length === 0) return i === text.length;
-      const inside = open[open.length - 1];
-      const c = text.charCodeAt(i);
-      if (c === 0x2c) {
-        i = skipSpace(text, i + 1);
-        if (inside === IN_OBJECT && (i = skipKey(text, i)) < 0) return false;
-        break;
-      }
-      if (c !== (inside === IN_OBJECT ? 0x7d : 0x5d)) return false;
-      open.pop();
-      i++;
-    }
-  }
-}
-
-//
-// Verification compares every target row with its SQLite source: JavaScript
-// hashes a canonical text of each field of each source row while it reads
-// SQLite, and PostgreSQL hashes the same text of each stored field
-// (`col::text`, under the run's DateStyle and TimeZone). A field's hash is
-// PostgreSQL's own `hashtextextended(text, place)` (Bob Jenkins' lookup3, 64
-// bits, no extension needed), seeded with the field's place in digestOrder()
-// (key first), so that equal values in two columns, or two columns' values
-// swapped, do not cancel; a row's digest is the hash of no text seeded with
-// its fields' hashes XORed (a NULL adds 0): through that hash, the same
-// change in two rows of a rerun's bucket cannot cancel in the bucket's sum.
-// Hashing fields apart costs PostgreSQL less than building one text of the
-// row (no lengths to print and concatenate: half the time for a snapshot),
-// and the key's hashes, shifted by place, give a rerun its bucket with no
-// extra work. A row whose digests differ is not condemned on that
-// alone: it is read again from SQLite and compared by value in PostgreSQL
-// (so `1.0` stored as `1.00` still counts as equal JSONB), over bind
-// parameters rather than COPY, so the second look does not share the first
-// one's path.
+// JSON.parse is never used: it loses number digits, and would allocate about
+// three times the payload in throwaway objects, most of this tool's garbage.
+// The text itself is sent as written, so numbers such as
+// 12345678901234567890 keep their digits.
 
 /**
  * What `jsonb_out` prints for a JSON text, as UTF-8 bytes, without JSON.parse
@@ -201,10 +20,12 @@ export function isJsonbText(text: string): boolean {
  * prints them (no exponent, display scale max(0, fraction digits − exponent),
  * no negative zero). It throws for any text that JSONB refuses (the
  * differential tests hold it to PostgreSQL's verdicts), so it also serves as
- * the validator of jsonb payloads. The result is a view of a reused buffer,
- * valid until the next call.
+ * the validator of JSON payloads: the one JSON grammar of this tool, with
+ * JSONB's limits. Each call of this function makes a canonicalizer that owns
+ * its buffers (a run makes one per JSON column); the result of a call is a
+ * view of one of them, valid until that canonicalizer's next call.
  */
-export const jsonbCanonical: (text: string) => Uint8Array = (() => {
+export function jsonbCanonicalizer(): (text: string) => Uint8Array {
   const encoder = new TextEncoder();
 
   let b: Uint8Array = new Uint8Array(0); // input bytes
@@ -796,12 +617,12 @@ export const jsonbCanonical: (text: string) => Uint8Array = (() => {
     lastText = text;
     return lastResult;
   };
-})();
+}
 
-/** True if JSONB accepts the text: {@link jsonbCanonical} parses it with JSONB's rules. */
-export function isJsonb(text: string): boolean {
+/** True if JSONB accepts the text, as `canonical` (a {@link jsonbCanonicalizer}) parses it. */
+export function isJsonb(canonical: (text: string) => Uint8Array, text: string): boolean {
   try {
-    jsonbCanonical(text);
+    canonical(text);
     return true;
   } catch {
     return false;

@@ -19,6 +19,7 @@ import { q } from "./quote.ts";
 import type { Tx } from "./connect.ts";
 import { readTarget, type TargetColumn, type TargetTable } from "./catalog.ts";
 import { type Validator, validatorFor } from "./values.ts";
+import { jsonbCanonicalizer } from "./jsonb.ts";
 import type { Source, SourceTable } from "./sqlite_source.ts";
 
 /** Columns whose values should be text, so node:sqlite's reading of them is checked. */
@@ -31,6 +32,11 @@ export interface PlannedColumn {
   kind: Kind;
   target: TargetColumn;
   validate: Validator;
+  /**
+   * For JSON columns: this run's canonicalizer, which validates a payload and
+   * makes its digest's text in one parse (see jsonb.ts).
+   */
+  canonical?: (text: string) => Uint8Array;
 }
 
 /** What the run does with one table, derived from its declaration, SQLite and the catalog. */
@@ -133,11 +139,13 @@ function planTable(
       );
       continue;
     }
+    const canonical = rule.kind === "json" ? jsonbCanonicalizer() : undefined;
     columns.push({
       name: column.name,
       kind: rule.kind,
       target: column,
-      validate: validatorFor(column, rule),
+      validate: validatorFor(column, rule, canonical),
+      ...(canonical ? { canonical } : {}),
     });
   }
   const missingKey = spec.key.filter((k) => !supplied.has(k));

@@ -8,7 +8,7 @@
 import type { ProblemKind } from "./types.ts";
 import { PROBLEM_KINDS } from "./errors.ts";
 import type { TypeRule } from "./tables.ts";
-import { isJsonb, isJsonbText } from "./jsonb.ts";
+import { isJsonb } from "./jsonb.ts";
 import type { TargetColumn } from "./catalog.ts";
 
 // Date, hour, minute, second, fraction, offset.
@@ -45,8 +45,12 @@ export type Validator = (value: unknown) => CleanValue | Invalid;
  * The validator for one target column, built once from its type rule: every
  * value of every row goes through it, so it allocates nothing.
  */
-export function validatorFor(column: TargetColumn, rule: TypeRule): Validator {
-  const check = valueCheck(column, rule);
+export function validatorFor(
+  column: TargetColumn,
+  rule: TypeRule,
+  canonical?: (text: string) => Uint8Array,
+): Validator {
+  const check = valueCheck(column, rule, canonical);
   const nullable = !column.notNull;
   // A verdict depends on the value alone: the last one is kept, since rows
   // in a row repeat values (a snapshot's date and time range, mostly).
@@ -67,6 +71,7 @@ export function validatorFor(column: TargetColumn, rule: TypeRule): Validator {
 function valueCheck(
   column: TargetColumn,
   rule: TypeRule,
+  canonical?: (text: string) => Uint8Array,
 ): (value: unknown) => CleanValue | Invalid {
   switch (rule.kind) {
     case "integer": {
@@ -114,12 +119,13 @@ function valueCheck(
     case "boolean":
       return checkBoolean;
     case "json": {
-      // A jsonb payload is parsed once, here, for validation and its digest.
-      const accepts = column.baseName === "jsonb" ? isJsonb : isJsonbText;
+      // A jsonb payload is parsed once, here, for validation and its digest
+      // (the canonicalizer remembers its last result).
+      const parse = canonical!;
       return (value) =>
         typeof value !== "string"
           ? INVALID["not-text"]
-          : accepts(value)
+          : isJsonb(parse, value)
           ? value
           : INVALID["invalid-json"];
     }
