@@ -13,6 +13,7 @@ import {
   USAGE,
   VERSION,
 } from "./options.ts";
+import { EXIT_CODE } from "./errors.ts";
 import { asMigrationError } from "./pg_errors.ts";
 import { formatProblems, formatReport, progressPrinter } from "./report.ts";
 import { migrate } from "./run.ts";
@@ -98,7 +99,7 @@ export async function main(
         connection,
       ));
     } else say(formatReport(report));
-    return report.ok ? 0 : 1;
+    return report.ok ? 0 : EXIT_CODE.verification;
   } catch (error) {
     const failure = asMigrationError(error, connection);
     if (output.json) {

@@ -9,7 +9,7 @@ import { isMainThread, parentPort, Worker, workerData } from "node:worker_thread
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import type { CancelKey } from "./types.ts";
-import { EXIT_INTERNAL } from "./errors.ts";
+import { EXIT_CODE, EXIT_INTERNAL, STOP_SIGNALS } from "./errors.ts";
 import { CONNECTION_HINTS, REPORT_A_BUG } from "./pg_errors.ts";
 import { main } from "./cli.ts";
 
@@ -25,16 +25,6 @@ const CLI_WORKER = "migrate.ts CLI";
 /** What an uncaught error, a bug of ours, prints: one line and a fix, never a trace. */
 const unexpectedError = (message: string) =>
   `error: unexpected: ${message}; nothing was committed\nfix: ${REPORT_A_BUG}`;
-
-/**
- * Signals that end a run: PostgreSQL rolls back the open transaction when the
- * connection drops, so the target stays as it was. Exit code 128 + signal.
- */
-const STOP_SIGNALS: readonly [Deno.Signal, number, string][] = [
-  ["SIGINT", 130, "interrupted"],
-  ["SIGTERM", 143, "terminated (SIGTERM)"],
-  ["SIGHUP", 129, "hung up (SIGHUP)"],
-];
 
 /**
  * Cancels the statement running on the run's connection. Closing the
@@ -127,7 +117,7 @@ async function cliWorker(args: string[]): Promise<void> {
         ? `error: the connection to PostgreSQL was lost (${event.message}); the transaction was rolled back, nothing was written\nfix: ${CONNECTION_HINTS.CONNECTION_CLOSED}`
         : unexpectedError(event.message),
     );
-    parentPort!.postMessage(fromPostgres ? 2 : EXIT_INTERNAL);
+    parentPort!.postMessage(fromPostgres ? EXIT_CODE.connection : EXIT_INTERNAL);
   });
   parentPort!.postMessage(
     await main(args, (cancelKey) => parentPort!.postMessage({ cancelKey })),

@@ -34,15 +34,39 @@ export class MigrationError extends Error {
     this.report = report;
   }
 
-  /** 1 for data problems and verification mismatches, 70 for our bugs, 2 otherwise. */
+  /** The exit code of its kind: see {@link EXIT_CODE}. */
   get exitCode(): number {
-    if (this.kind === "internal") return EXIT_INTERNAL;
-    return this.kind === "data" || this.kind === "verification" ? 1 : 2;
+    return EXIT_CODE[this.kind];
   }
 }
 
-/** Exit code of an internal error, a bug of ours (EX_SOFTWARE in sysexits.h). */
-export const EXIT_INTERNAL = 70;
+/**
+ * The exit code of each kind of error: 1 for what is wrong in the data,
+ * 2 for what is wrong in the setup, 70 for a bug of ours (EX_SOFTWARE in
+ * sysexits.h). Success is 0; signals are in {@link STOP_SIGNALS}.
+ */
+export const EXIT_CODE: Readonly<Record<ErrorKind, number>> = {
+  data: 1,
+  verification: 1,
+  usage: 2,
+  config: 2,
+  connection: 2,
+  internal: 70,
+};
+
+/** Exit code of an internal error, a bug of ours. */
+export const EXIT_INTERNAL = EXIT_CODE.internal;
+
+/**
+ * Signals that end a run, with the exit code (128 + the signal's number) and
+ * what the CLI says: PostgreSQL rolls back the open transaction when the
+ * connection drops, so the target stays as it was.
+ */
+export const STOP_SIGNALS: readonly [Deno.Signal, number, string][] = [
+  ["SIGHUP", 129, "hung up (SIGHUP)"],
+  ["SIGINT", 130, "interrupted"],
+  ["SIGTERM", 143, "terminated (SIGTERM)"],
+];
 
 /** How many rows of each problem kind are named in messages and reports. */
 export const EXAMPLES_PER_KIND = 20;
@@ -139,10 +163,15 @@ export const VERIFY_ONLY_HINT =
 /** Exit codes of the CLI, for `--help` (two to a line) and the README. */
 export const EXIT_CODES: readonly string[] = [
   "0 success",
-  "1 data problem or verification mismatch",
-  "2 usage, configuration or connection error",
-  `${EXIT_INTERNAL} internal error (a bug: please report it)`,
-  "129 SIGHUP, 130 SIGINT (Ctrl-C), 143 SIGTERM: rolled back",
+  `${EXIT_CODE.data} data problem or verification mismatch`,
+  `${EXIT_CODE.config} usage, configuration or connection error`,
+  `${EXIT_CODE.internal} internal error (a bug: please report it)`,
+  `${
+    STOP_SIGNALS.map(([signal, code]) =>
+      `${code} ${signal}${signal === "SIGINT" ? " (Ctrl-C)" : ""}`
+    )
+      .join(", ")
+  }: rolled back`,
 ];
 
 export function errorMessage(error: unknown): string {

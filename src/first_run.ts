@@ -11,7 +11,7 @@ import type { Source } from "./sqlite_source.ts";
 import { columnList, type TablePlan } from "./plan.ts";
 import { duplicateSourceKeys } from "./sqlite_read.ts";
 import type { ValidationLog } from "./validate.ts";
-import { DIGEST, DigestSum, targetDigests } from "./digest.ts";
+import { DigestSum } from "./digest.ts";
 import { copyInto, copyLine, Prefetch } from "./copy.ts";
 import {
   BULK_INSERT_ROWS,
@@ -23,15 +23,8 @@ import {
 } from "./table_ops.ts";
 import { checkOrphans, hasForeignKey, parentOf } from "./orphans.ts";
 import { encodedRows } from "./staging.ts";
-import { payloadChecks } from "./verify.ts";
-import {
-  Abandon,
-  abandoningLog,
-  fastPath,
-  type Loaded,
-  parallelScans,
-  type Stopped,
-} from "./fast_path.ts";
+import { payloadChecks, verifySum } from "./verify.ts";
+import { Abandon, abandoningLog, fastPath, type Loaded, type Stopped } from "./fast_path.ts";
 
 /**
  * A first run, when every target table is empty: rows go from SQLite straight
@@ -151,31 +144,4 @@ function directLines(
     sum.add(digest);
     return copyLine(clean);
   });
-}
-
-/**
- * A table's count and digest sum, from PostgreSQL's stored rows, against
- * SQLite's. PostgreSQL may share the scan among parallel workers (the
- * target is an ordinary table, and printing the payloads is the work), for
- * this query only: keys built later keep the server's own choice. Not with
- * `parallel` false: JavaScript is busy meanwhile and needs the other core.
- */
-async function verifySum(
-  tx: Tx,
-  source: Source,
-  plan: TablePlan,
-  expected: DigestSum,
-  parallel = true,
-): Promise<CountCheck> {
-  if (parallel) await parallelScans(tx);
-  const [{ rows, sum }] = await tx.unsafe(
-    `SELECT count(*)::int AS rows, coalesce(sum(${DIGEST}), 0)::text AS sum
-     FROM (${targetDigests(plan)}) t`,
-  );
-  if (parallel) await parallelScans(tx, false);
-  if (rows !== expected.rows || BigInt.asIntN(64, BigInt(sum)) !== expected.value) {
-    throw new Abandon(`digest sum of ${plan.spec.name}`);
-  }
-  const sqlite = source.tables[plan.spec.name].rows;
-  return { table: plan.spec.name, sqlite, expected: sqlite, postgres: rows };
 }

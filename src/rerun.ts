@@ -30,11 +30,10 @@ import {
   noWrites,
   pruneRows,
   updateSql,
-  type Written,
 } from "./table_ops.ts";
 import { orphansAfterChanges, orphansInTarget } from "./orphans.ts";
 import { analyzeSql, createStaging, rowDigest } from "./staging.ts";
-import { isObject, payloadChecks, payloadJson } from "./verify.ts";
+import { isObject, noOtherWrites, payloadChecks, payloadJson, verifyWritten } from "./verify.ts";
 import {
   Abandon,
   abandoningLog,
@@ -543,40 +542,6 @@ export async function rerunByBuckets(
       differingBuckets: new Map(plans.map((p) => [p, differ.get(p)!.length])),
     };
   });
-}
-
-/**
- * After a rerun's writes, every row it wrote must be in the target with its
- * source's digest. Each is looked up by key (LATERAL: the planner would
- * otherwise hash every target row to join a few), and the digest computed
- * for those rows only. The other rows compared equal in this transaction,
- * under lock, and nothing wrote them (see {@link noOtherWrites}).
- */
-async function verifyWritten(tx: Tx, plan: TablePlan): Promise<void> {
-  const [{ written, equal }] = await tx.unsafe(
-    `SELECT count(*)::int AS written,
-       (count(*) FILTER (WHERE t.${DIGEST} = c.${DIGEST}))::int AS equal
-     FROM ${plan.changes} c LEFT JOIN LATERAL (
-       SELECT ${digestSql(plan)} AS ${DIGEST} FROM ${plan.target.qualified} t
-       WHERE ${keyMatch(plan, "c", "t")}) t ON true
-     WHERE NOT c.migrate_equal`,
-  );
-  if (equal !== written) throw new Abandon(`${plan.spec.name} still differs after writing`);
-}
-
-/**
- * A trigger on a table written may write any row of any table: then the
- * rows this transaction wrote (its own or its subtransactions' xids, which
- * age() puts at 0 or below) must be exactly those it meant to write, or the
- * careful path compares everything. Deleted rows are the row counts' part.
- */
-async function noOtherWrites(tx: Tx, plan: TablePlan, written: Written): Promise<void> {
-  const [{ n }] = await tx.unsafe(
-    `SELECT count(*)::int AS n FROM ${plan.target.qualified} t WHERE age(t.xmin) <= 0`,
-  );
-  if (n !== written.inserted + written.updated) {
-    throw new Abandon(`a trigger wrote other rows of ${plan.spec.name}`);
-  }
 }
 
 /**

@@ -14,8 +14,16 @@ import type { Source } from "./sqlite_source.ts";
 import { keyMatch, keyOrder, keyText, type TablePlan, tempTable } from "./plan.ts";
 import { sourceLookup } from "./sqlite_read.ts";
 import { ProblemLog, validateRow } from "./validate.ts";
-import { DIGEST, targetDigests } from "./digest.ts";
-import { changeDetection, type Diff, distinct, extraRow, logRows } from "./table_ops.ts";
+import { DIGEST, digestSql, type DigestSum, targetDigests } from "./digest.ts";
+import {
+  changeDetection,
+  type Diff,
+  distinct,
+  extraRow,
+  logRows,
+  type Written,
+} from "./table_ops.ts";
+import { Abandon, parallelScans } from "./fast_path.ts";
 
 export const isClean = (diff: Diff) => diff.missing + diff.extra + diff.differ === 0;
 
@@ -239,3 +247,64 @@ export function payloadJson(plan: TablePlan | undefined): string | null {
 
 export const isObject = (json: string) =>
   `${json} IS NOT NULL AND jsonb_typeof(${json}) = 'object'`;
+
+/**
+ * A table's count and digest sum, from PostgreSQL's stored rows, against
+ * SQLite's. PostgreSQL may share the scan among parallel workers (the
+ * target is an ordinary table, and printing the payloads is the work), for
+ * this query only: keys built later keep the server's own choice. Not with
+ * `parallel` false: JavaScript is busy meanwhile and needs the other core.
+ */
+export async function verifySum(
+  tx: Tx,
+  source: Source,
+  plan: TablePlan,
+  expected: DigestSum,
+  parallel = true,
+): Promise<CountCheck> {
+  if (parallel) await parallelScans(tx);
+  const [{ rows, sum }] = await tx.unsafe(
+    `SELECT count(*)::int AS rows, coalesce(sum(${DIGEST}), 0)::text AS sum
+     FROM (${targetDigests(plan)}) t`,
+  );
+  if (parallel) await parallelScans(tx, false);
+  if (rows !== expected.rows || BigInt.asIntN(64, BigInt(sum)) !== expected.value) {
+    throw new Abandon(`digest sum of ${plan.spec.name}`);
+  }
+  const sqlite = source.tables[plan.spec.name].rows;
+  return { table: plan.spec.name, sqlite, expected: sqlite, postgres: rows };
+}
+
+/**
+ * After a rerun's writes, every row it wrote must be in the target with its
+ * source's digest. Each is looked up by key (LATERAL: the planner would
+ * otherwise hash every target row to join a few), and the digest computed
+ * for those rows only. The other rows compared equal in this transaction,
+ * under lock, and nothing wrote them (see {@link noOtherWrites}).
+ */
+export async function verifyWritten(tx: Tx, plan: TablePlan): Promise<void> {
+  const [{ written, equal }] = await tx.unsafe(
+    `SELECT count(*)::int AS written,
+       (count(*) FILTER (WHERE t.${DIGEST} = c.${DIGEST}))::int AS equal
+     FROM ${plan.changes} c LEFT JOIN LATERAL (
+       SELECT ${digestSql(plan)} AS ${DIGEST} FROM ${plan.target.qualified} t
+       WHERE ${keyMatch(plan, "c", "t")}) t ON true
+     WHERE NOT c.migrate_equal`,
+  );
+  if (equal !== written) throw new Abandon(`${plan.spec.name} still differs after writing`);
+}
+
+/**
+ * A trigger on a table written may write any row of any table: then the
+ * rows this transaction wrote (its own or its subtransactions' xids, which
+ * age() puts at 0 or below) must be exactly those it meant to write, or the
+ * careful path compares everything. Deleted rows are the row counts' part.
+ */
+export async function noOtherWrites(tx: Tx, plan: TablePlan, written: Written): Promise<void> {
+  const [{ n }] = await tx.unsafe(
+    `SELECT count(*)::int AS n FROM ${plan.target.qualified} t WHERE age(t.xmin) <= 0`,
+  );
+  if (n !== written.inserted + written.updated) {
+    throw new Abandon(`a trigger wrote other rows of ${plan.spec.name}`);
+  }
+}
