@@ -9,23 +9,17 @@
 import type { Options, Step } from "./types.ts";
 import { MigrationError, PROBLEM_KINDS } from "./errors.ts";
 import type { Tx } from "./connect.ts";
-import type { Source } from "./sqlite_source.ts";
 import type { TablePlan } from "./plan.ts";
 import { ProblemLog, type ProblemSink } from "./validate.ts";
 import { type Diff, noWrites, pruneRows, writeTable, type Written } from "./table_ops.ts";
 import { stageSource } from "./staging.ts";
 import { diffBeforeWriting, extraExamples, isClean, verifyTarget } from "./verify.ts";
-import type { Loaded } from "./fast_path.ts";
+import type { Load, Loaded } from "./fast_path.ts";
 
 /** Stages, compares, writes and verifies; see the module's description. */
 export async function loadCarefully(
-  tx: Tx,
-  source: Source,
-  plans: TablePlan[],
-  options: Options,
-  sink: ProblemSink | undefined,
+  { tx, source, plans, options, step, sink }: Load,
 ): Promise<Loaded> {
-  const step = options.onStep ?? (() => {});
   step("reading SQLite into temporary tables in PostgreSQL, to check every row there");
   const stageStarted = performance.now();
   const { staged, skipped, policies } = await stageSource(tx, source, plans, options, sink);

@@ -5,11 +5,12 @@
  * @module
  */
 
-import type { Problem, ProblemGroup, Step, Strategy, Verification } from "./types.ts";
+import type { Options, Problem, ProblemGroup, Step, Strategy, Verification } from "./types.ts";
 import { errorMessage, PROBLEM_KINDS } from "./errors.ts";
 import type { Tx } from "./connect.ts";
 import type { TablePlan } from "./plan.ts";
-import { ProblemLog, type ValidationLog } from "./validate.ts";
+import type { Source } from "./sqlite_source.ts";
+import { ProblemLog, type ProblemSink, type ValidationLog } from "./validate.ts";
 import { CopyRefused } from "./copy.ts";
 import type { Written } from "./table_ops.ts";
 
@@ -42,6 +43,17 @@ export function abandoningLog(plans: TablePlan[]): ValidationLog {
  * Anything else (a lost connection, a cancel) ends the run as it would anyway.
  */
 const CAREFUL_PATH_EXPLAINS = /^(22|23|42|2B|0A|44|P0)[0-9A-Z]{3}$/;
+
+/** What every load strategy is given. */
+export interface Load {
+  tx: Tx;
+  source: Source;
+  plans: TablePlan[];
+  options: Options;
+  step: Step;
+  /** Where the careful path writes each problem row (--reject-file). */
+  sink?: ProblemSink;
+}
 
 /** What a strategy did to the target, from which the report is built. */
 export interface Loaded {

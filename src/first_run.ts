@@ -5,8 +5,7 @@
  * @module
  */
 
-import type { CountCheck, Options, Step, Verification } from "./types.ts";
-import type { Tx } from "./connect.ts";
+import type { CountCheck, Options, Verification } from "./types.ts";
 import type { Source } from "./sqlite_source.ts";
 import { columnList, type TablePlan } from "./plan.ts";
 import { duplicateSourceKeys } from "./sqlite_read.ts";
@@ -24,7 +23,14 @@ import {
 import { checkOrphans, hasForeignKey, parentOf } from "./orphans.ts";
 import { encodedRows } from "./staging.ts";
 import { payloadChecks, verifySum } from "./verify.ts";
-import { Abandon, abandoningLog, fastPath, type Loaded, type Stopped } from "./fast_path.ts";
+import {
+  Abandon,
+  abandoningLog,
+  fastPath,
+  type Load,
+  type Loaded,
+  type Stopped,
+} from "./fast_path.ts";
 
 /**
  * A first run, when every target table is empty: rows go from SQLite straight
@@ -42,11 +48,7 @@ import { Abandon, abandoningLog, fastPath, type Loaded, type Stopped } from "./f
  * row. Nothing reaches the reject file from here.
  */
 export async function loadDirect(
-  tx: Tx,
-  source: Source,
-  plans: TablePlan[],
-  options: Options,
-  step: Step,
+  { tx, source, plans, options, step }: Load,
 ): Promise<Loaded | Stopped | null> {
   if (options.mode === "verify-only") return null;
   for (const plan of plans) if (await hasRows(tx, plan)) return null;

@@ -6,7 +6,7 @@
 
 import { Buffer } from "node:buffer";
 import type postgres from "postgres";
-import type { CountCheck, Options, Step } from "./types.ts";
+import type { CountCheck, Options } from "./types.ts";
 import { q } from "./quote.ts";
 import type { Tx } from "./connect.ts";
 import { prepareArrays, type Source } from "./sqlite_source.ts";
@@ -38,6 +38,7 @@ import {
   Abandon,
   abandoningLog,
   fastPath,
+  type Load,
   type Loaded,
   parallelScans,
   type Stopped,
@@ -402,11 +403,7 @@ function sourceBuckets(
  * to the careful path, which starts from the beginning.
  */
 export async function rerunByBuckets(
-  tx: Tx,
-  source: Source,
-  plans: TablePlan[],
-  options: Options,
-  step: Step,
+  { tx, source, plans, options, step }: Load,
 ): Promise<Loaded | Stopped | null> {
   for (const plan of plans) {
     if (!source.tables[plan.spec.name].pageable || !await hasRows(tx, plan)) return null;

@@ -18,7 +18,7 @@ import { openSource, type Source } from "./sqlite_source.ts";
 import { describePlan, planTables, type TablePlan } from "./plan.ts";
 import type { ProblemSink } from "./validate.ts";
 import { syncSequences } from "./table_ops.ts";
-import type { Loaded } from "./fast_path.ts";
+import type { Load, Loaded } from "./fast_path.ts";
 import { loadDirect } from "./first_run.ts";
 import { rerunByBuckets } from "./rerun.ts";
 import { loadCarefully } from "./careful.ts";
@@ -108,7 +108,7 @@ async function runInTransaction(
   const plans = await planTables(tx, source, options);
   for (const plan of plans) step(describePlan(plan, source));
   await lockTables(tx, plans);
-  const loaded = await load(tx, source, plans, options, sink);
+  const loaded = await load({ tx, source, plans, options, step, sink });
   const report = buildReport(loaded, { plans, source, options, started });
   if (!report.ok && options.mode !== "verify-only") {
     throw new MigrationError(
@@ -128,21 +128,14 @@ async function runInTransaction(
  * into empty tables, a rerun by buckets of digests, or the careful path,
  * which also takes over from either on any doubt.
  */
-async function load(
-  tx: Tx,
-  source: Source,
-  plans: TablePlan[],
-  options: Options,
-  sink: ProblemSink | undefined,
-): Promise<Loaded> {
-  if (options.careful) return await loadCarefully(tx, source, plans, options, sink);
-  const step = options.onStep ?? (() => {});
-  const direct = await loadDirect(tx, source, plans, options, step);
+async function load(run: Load): Promise<Loaded> {
+  if (run.options.careful) return await loadCarefully(run);
+  const direct = await loadDirect(run);
   if (direct && "strategy" in direct) return direct;
-  const rerun = await rerunByBuckets(tx, source, plans, options, step);
+  const rerun = await rerunByBuckets(run);
   if (rerun && "strategy" in rerun) return rerun;
   const stopped = rerun?.stopped ?? direct?.stopped;
-  return { ...await loadCarefully(tx, source, plans, options, sink), carefulBecause: stopped };
+  return { ...await loadCarefully(run), carefulBecause: stopped };
 }
 
 /** While waiting for another run, say so this often. */
