@@ -171,6 +171,12 @@ export interface ColumnReport {
   filledByPostgres: string[];
   /** SQLite columns with no place in the target, acknowledged with `--ignore-columns`. */
   ignored: string[];
+  /**
+   * SQLite's own row id (an `INTEGER PRIMARY KEY` column such as
+   * `snapshots.id`) that the target has no column for: not migrated, since
+   * the target keys the table by its natural key.
+   */
+  rowIds: string[];
   /** The target's indexes, constraints and triggers, as found before the run. */
   target: { indexes: number; constraints: number; triggers: string[] };
 }
