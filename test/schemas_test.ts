@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { migrate } from "../migrate.ts";
+import { createTableDdl, TABLES } from "../src/tables.ts";
 import {
   bulkRows,
   counts,
@@ -347,5 +348,33 @@ Deno.test("the app's own file: SQLite's row id (snapshots.id INTEGER PRIMARY KEY
         assert.doesNotMatch(error.message, /snapshots\.id/);
       },
     );
+  }, { tables: false });
+});
+
+Deno.test("--create-schema prints the statements it runs; with --dry-run they are rolled back", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a")], [snapshot("a")]);
+    const schema = `${env.schema}_new`;
+    const flags = [...env.flags.slice(0, -1), schema, "--create-schema"];
+    const dry = await runCli([...flags, "--dry-run"]);
+    assert.equal(dry.code, 0, dry.stderr);
+    for (const ddl of TABLES.flatMap(createTableDdl)) {
+      assert.ok(dry.stdout.includes(`${ddl};`), `prints ${ddl}`);
+    }
+    const [{ exists }] = await env.sql`
+      SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = ${schema}) AS exists`;
+    assert.equal(exists, false, "a dry run creates nothing");
+    try {
+      const real = await runCli(flags);
+      assert.equal(real.code, 0, real.stderr);
+      assert.match(
+        real.stdout,
+        /CREATE TABLE IF NOT EXISTS snapshots \(\n {2}track_id VARCHAR\(64\),/,
+      );
+      const again = await runCli(flags);
+      assert.doesNotMatch(again.stdout, /CREATE TABLE/, "tables that exist are left as they are");
+    } finally {
+      await env.sql`DROP SCHEMA IF EXISTS ${env.sql(schema)} CASCADE`;
+    }
   }, { tables: false });
 });

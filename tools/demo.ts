@@ -3,6 +3,7 @@
 // starts an embedded PostgreSQL (unless DATABASE_URL names a server), runs
 // migrate.ts into it, shows the tutorial's JSONB queries on the result, then
 // stops the server and deletes every temp file, also on errors and Ctrl-C.
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { generate, SIZES } from "./generate.ts";
@@ -92,6 +93,8 @@ async function runMigration(cwd: string, args: string[]): Promise<number> {
   migration = new Deno.Command(Deno.execPath(), {
     args: ["run", ...MIGRATE_PERMISSIONS, MIGRATE_TS, ...args],
     cwd,
+    // migrate.ts reads .env from the user's folder (INIT_CWD): the demo's is empty.
+    env: { INIT_CWD: cwd },
   }).spawn();
   const status = await migration.status;
   migration = undefined;
@@ -155,8 +158,10 @@ async function main(): Promise<number> {
     let sqlite = values.sqlite ?? Deno.env.get("SQLITE_PATH");
     if (sqlite) {
       const given = sqlite;
-      sqlite = await Deno.realPath(given).catch(() => {
-        throw new Error(`SQLite database not found: ${given}`);
+      // A relative path means the folder the user ran deno task from.
+      const path = resolve(Deno.env.get("INIT_CWD") || Deno.cwd(), given);
+      sqlite = await Deno.realPath(path).catch(() => {
+        throw new Error(`SQLite database not found: ${path}`);
       });
       console.log(`SQLite: ${sqlite} (given)`);
     } else {

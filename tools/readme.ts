@@ -15,6 +15,7 @@
 // describes.
 import postgres from "postgres";
 import { generate } from "./generate.ts";
+import { createTableDdl, TABLES } from "../src/tables.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./embedded_pg.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -22,22 +23,8 @@ const README = `${ROOT}README.md`;
 const BLOCK = /<!-- output of: (.+?) -->\n+```text\n([\s\S]*?)```\n+<!-- end of output -->/g;
 const MIGRATE_PERMISSIONS = "--allow-read --allow-write --allow-env --allow-net --allow-sys";
 
-/**
- * The app's target schema as migrate_test.ts's PRODUCTION_DDL has it (issue #2),
- * plus the tutorial's indexes. The tutorial's own VARCHAR(64)/VARCHAR(32) columns
- * are refused by migrate.ts for now (issue #8); switch to them when it accepts them.
- */
-const APP_SCHEMA = `
-CREATE TABLE tracks (
-  track_id TEXT PRIMARY KEY, name TEXT NOT NULL, artist_name TEXT NOT NULL,
-  album_name TEXT, duration_ms INTEGER, spotify_url TEXT, raw_json JSONB,
-  created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(), updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW());
-CREATE TABLE snapshots (
-  track_id TEXT NOT NULL REFERENCES tracks(track_id), snapshot_date DATE NOT NULL,
-  time_range TEXT NOT NULL, rank INTEGER NOT NULL,
-  PRIMARY KEY (track_id, snapshot_date, time_range));
-CREATE INDEX snapshots_date_idx ON snapshots (snapshot_date);
-CREATE INDEX tracks_raw_json_idx ON tracks USING GIN (raw_json);`;
+/** The app's target: the tutorial's tables, as --create-schema makes them. */
+const APP_SCHEMA = TABLES.flatMap(createTableDdl).join(";\n");
 
 /** What varies from run to run without the code changing. */
 function normalize(text: string): string {
@@ -56,7 +43,8 @@ async function output(args: string[], cwd: string, unset: string[] = []): Promis
   const out = await new Deno.Command("sh", {
     args: ["-c", 'exec "$@" 2>&1', "sh", Deno.execPath(), ...args],
     cwd,
-    env: { ...env, NO_COLOR: "1" },
+    // The user's folder is `cwd`, as when they run the command there.
+    env: { ...env, NO_COLOR: "1", INIT_CWD: cwd },
     clearEnv: true,
   }).output();
   return new TextDecoder().decode(out.stdout).replace(/[ \t]+$/gm, "");
