@@ -168,6 +168,22 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: "help", kind: "boolean", short: "h", help: "show this help", field: "help" },
 ];
 
+/**
+ * The connection's variables besides DATABASE_URL, as libpq reads them (an
+ * empty one counts as unset): README's table lists them after the flags.
+ */
+export const LIBPQ_VARIABLES: readonly { name: string; help: string }[] = [
+  { name: "PGHOST", help: "host name, or a Unix socket directory (starts with /)" },
+  { name: "PGPORT", help: "port (default 5432)" },
+  { name: "PGDATABASE", help: "database (default music_time_machine_pg)" },
+  { name: "PGUSER", help: "role (default: your operating system user name)" },
+  { name: "PGPASSWORD", help: "password (better: ~/.pgpass or PGPASSFILE)" },
+  { name: "PGPASSFILE", help: "password file (default ~/.pgpass; must be chmod 0600)" },
+  { name: "PGSSLMODE", help: "disable, allow, prefer (default), require, verify-ca, verify-full" },
+  { name: "PGSSLROOTCERT", help: "CA certificates for verify-ca/verify-full, or system" },
+  { name: "PGAPPNAME", help: "application name in pg_stat_activity (default migrate.ts)" },
+];
+
 /** How a flag is written in `--help` and README: `-q, --quiet`, `--sqlite PATH`, `--orphans=POLICY`. */
 export function flagUsage(flag: FlagSpec): string {
   const value = !flag.value ? "" : flag.kind === "choice" ? `=${flag.value}` : ` ${flag.value}`;
