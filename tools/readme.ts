@@ -18,7 +18,7 @@
 import postgres from "postgres";
 import { generate } from "./generate.ts";
 import { createTableDdl, TABLES } from "../src/tables.ts";
-import { flagDescription, FLAGS, flagUsage, LIBPQ_VARIABLES } from "../src/options.ts";
+import { FLAGS, flagUsage, LIBPQ_VARIABLES } from "../src/options.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./embedded_pg.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
