@@ -58,7 +58,13 @@ export type {
 } from "./src/types.ts";
 export { DEFAULTS } from "./src/types.ts";
 export { EXAMPLES_PER_KIND, MigrationError } from "./src/errors.ts";
-export { type OutputOptions, parseDotenv, resolveOptions, USAGE } from "./src/options.ts";
+export {
+  type OutputOptions,
+  parseDotenv,
+  resolveOptions,
+  type Settings,
+  USAGE,
+} from "./src/options.ts";
 export { describeConnection, maskUrl } from "./src/connection_settings.ts";
 export { hashTextExtended, jsonbText } from "./src/digest.ts";
 export { migrate, verify } from "./src/run.ts";

@@ -11,6 +11,7 @@ import {
   rejectsWith,
   runCli,
   runCliWith,
+  runTaskWith,
   snapshot,
   TEST_DATABASE_URL,
   TEST_PASSWORD,
@@ -71,7 +72,7 @@ Deno.test("CLI --help documents every flag with examples", async () => {
   ) {
     assert.ok(result.stdout.includes(flag), `--help mentions ${flag}`);
   }
-  assert.match(result.stdout, /Examples:\n\s+deno run -A migrate.ts/);
+  assert.match(result.stdout, /Examples:\n\s+deno task migrate/);
   assert.match(result.stdout, /Exit codes: 0 success, 1 .*\n.*2 usage/);
   const bad = await runCli(["--orphans=maybe"]);
   assert.equal(bad.code, 2);
@@ -183,6 +184,7 @@ Deno.test({
       const { code, stdout, stderr } = await new Deno.Command(binary.path, {
         args: ["--sqlite", env.sqlitePath, "--schema", env.schema],
         cwd: env.dir,
+        env: { INIT_CWD: env.dir },
         stdout: "piped",
         stderr: "piped",
       }).output();
@@ -265,7 +267,7 @@ Deno.test("--version, the usage line, exit codes in --help, and exit 70 for our 
   const { version: expected } = JSON.parse(await Deno.readTextFile(DENO_JSON));
   assert.equal(version.stdout, `migrate.ts ${expected}\n`);
   const help = await runCli(["--help"]);
-  assert.match(help.stdout, /^Usage: deno run -A migrate.ts \[options\]$/m);
+  assert.match(help.stdout, /^Usage: deno task migrate \[options\]$/m);
   for (const flag of ["--verbose", "--lock-timeout SEC", "--version"]) {
     assert.ok(help.stdout.includes(flag), flag);
   }
@@ -306,4 +308,41 @@ Deno.test({
     assert.match(text, /^Usage: migrate \[options\]$/m);
     assert.match(text, /^ {2}migrate --verify-only --json$/m);
   },
+});
+
+Deno.test("deno task migrate from another folder: paths and .env mean that folder; an empty DATABASE_URL does not hide .env's", async () => {
+  await withTarget(async (env) => {
+    const sub = `${env.dir}/app/sub`;
+    await Deno.mkdir(sub, { recursive: true });
+    writeSqlite(`${env.dir}/app/music.db`, [track("a")], [snapshot("a")]);
+    // The user's .env, in the folder they run the command from.
+    await Deno.writeTextFile(`${sub}/.env`, `DATABASE_URL=${TEST_DATABASE_URL}\n`);
+    const task = (args: string[], vars: Record<string, string> = {}) =>
+      runTaskWith(["--config", DENO_JSON, "migrate", "--schema", env.schema, ...args], vars, sub);
+
+    const missing = await task(["--sqlite", "../nothere.db"]);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(
+      missing.stderr,
+      new RegExp(`SQLite database not found: ${env.dir}/app/nothere\\.db`),
+    );
+
+    const result = await task(["--sqlite", "../music.db", "--verbose"], { DATABASE_URL: "" });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, new RegExp(`sqlite ${env.dir}/app/music\\.db  \\(flag\\)`));
+    assert.match(
+      result.stdout,
+      new RegExp(`database\\s+\\S+\\s+\\(DATABASE_URL in ${sub}/\\.env\\)`),
+    );
+    assert.ok(!`${result.stdout}${result.stderr}`.includes(TEST_PASSWORD), "password printed");
+    assert.deepEqual(await counts(env), [1, 1]);
+
+    await Deno.writeTextFile(
+      `${sub}/.env`,
+      `SQLITE_PATH=~/music.db\nDATABASE_URL=${TEST_DATABASE_URL}\n`,
+    );
+    const home = await task(["--verify-only"], { HOME: `${env.dir}/app` });
+    assert.equal(home.code, 0, home.stderr);
+    assert.ok(home.stdout.includes(`Migrating ${env.dir}/app/music.db →`), home.stdout);
+  });
 });

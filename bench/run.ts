@@ -55,6 +55,7 @@
 // Target: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else the tests'
 // default. It drops and recreates the schemas bench_plain and bench_tutorial
 // there. Data sets and exports are kept in bench/data (git-ignored).
+import { createTableDdl, TABLES as TABLE_SPECS } from "../src/tables.ts";
 import { parseArgs } from "node:util";
 import { DatabaseSync } from "node:sqlite";
 import postgres from "postgres";
@@ -77,17 +78,8 @@ const SCHEMAS = {
     CREATE TABLE snapshots (track_id TEXT NOT NULL REFERENCES tracks(track_id),
       snapshot_date DATE NOT NULL, time_range TEXT NOT NULL, rank INTEGER NOT NULL,
       PRIMARY KEY (track_id, snapshot_date, time_range));`,
-  tutorial: `
-    CREATE TABLE tracks (track_id VARCHAR(64) PRIMARY KEY, name TEXT NOT NULL,
-      artist_name TEXT NOT NULL, album_name TEXT, duration_ms INTEGER, spotify_url TEXT,
-      raw_json JSONB, created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
-      updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW());
-    CREATE TABLE snapshots (track_id VARCHAR(64) NOT NULL REFERENCES tracks(track_id),
-      snapshot_date DATE NOT NULL, time_range VARCHAR(32) NOT NULL,
-      rank INTEGER NOT NULL CHECK (rank > 0), PRIMARY KEY (track_id, snapshot_date, time_range));
-    CREATE INDEX tracks_raw_json_idx ON tracks USING GIN (raw_json);
-    CREATE INDEX snapshots_date_idx ON snapshots (snapshot_date);
-    CREATE INDEX snapshots_time_range_date_idx ON snapshots (time_range, snapshot_date);`,
+  // The tutorial's tables exactly as --create-schema makes them.
+  tutorial: TABLE_SPECS.flatMap(createTableDdl).join(";\n"),
 } as const;
 type SchemaName = keyof typeof SCHEMAS;
 

@@ -7,10 +7,13 @@
 import type { CancelKey, ConnectionInfo, ConnectionSettings, Options, Step } from "./types.ts";
 import { describeConnection, describeSources, redact } from "./connection_settings.ts";
 import {
-  environmentWithDotenv,
+  describeOrigin,
+  type Dotenv,
+  loadEnvironment,
   type OutputOptions,
   resolveOptions,
   USAGE,
+  userFolder,
   VERSION,
 } from "./options.ts";
 import { EXIT_CODE } from "./errors.ts";
@@ -42,9 +45,13 @@ export async function main(
   let connection: ConnectionSettings | undefined;
   let connected: ConnectionInfo | undefined;
   let rejectFile: string | undefined;
+  let dotenv: Dotenv | undefined;
   try {
-    const env = environmentWithDotenv();
-    const resolved = resolveOptions(args, env);
+    // Paths the user types, and .env, mean the folder they ran the command from.
+    const folder = userFolder();
+    const loaded = loadEnvironment(folder);
+    dotenv = loaded.dotenv;
+    const resolved = resolveOptions(args, loaded.env, folder);
     output = resolved.output;
     connection = resolved.options.connection!;
     rejectFile = resolved.options.rejectFile;
@@ -89,8 +96,10 @@ export async function main(
       }`,
     );
     if (output.verbose) {
+      const origin = (source: string) => describeOrigin(source, dotenv);
+      step(`sqlite ${options.sqlitePath}  (${origin(resolved.settings.sqlite.source)})`);
       step("connection settings (value, and where it came from):");
-      for (const line of describeSources(connection)) step(line);
+      for (const line of describeSources(connection, origin)) step(line);
     }
     const report = await migrate(options);
     if (output.json) {

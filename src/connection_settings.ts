@@ -372,12 +372,15 @@ export function describeConnection(connection: ConnectionSettings): string {
 }
 
 /** One line per setting: its value (never the password's) and where it came from. */
-export function describeSources(connection: ConnectionSettings): string[] {
+export function describeSources(
+  connection: ConnectionSettings,
+  origin: (source: SettingSource) => string = (source) => source,
+): string[] {
   return (Object.keys(connection.sources) as ConnectionPart[]).map((part) => {
     const value = part === "password"
       ? connection.password === undefined ? "(none)" : "***"
       : String(connection[part]);
-    return `  ${part.padEnd(16)}${value}  (${connection.sources[part]})`;
+    return `  ${part.padEnd(16)}${value}  (${origin(connection.sources[part])})`;
   });
 }
 

@@ -628,3 +628,38 @@ export function isJsonb(canonical: (text: string) => Uint8Array, text: string): 
     return false;
   }
 }
+
+/** An escape JSONB refuses though JSON allows it: `\u0000`, or a surrogate without its pair. */
+const REFUSED_ESCAPE =
+  /\\u0000|\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/;
+
+/**
+ * Why JSONB refuses a text that the canonical scanner refused, with where:
+ * for messages only, so the validator itself stays a yes or no.
+ */
+export function explainJsonb(text: string): string {
+  try {
+    JSON.parse(text);
+  } catch (error) {
+    const message = (error as Error).message;
+    if (text.trim() === "") return "empty";
+    const at = /^(.*?) (?:in JSON )?at position (\d+)/.exec(message);
+    const atEnd = at !== null && Number(at[2]) >= text.trimEnd().length;
+    if (atEnd || /Unterminated string|Unexpected end of JSON input/.test(message)) {
+      const inside = message.startsWith("Unterminated") ? "inside a string" : "before it is closed";
+      return `ends early: the text stops after ${text.length} characters, ${inside} (cut off?)`;
+    }
+    if (at) {
+      const what = at[1][0].toLowerCase() + at[1].slice(1);
+      return `${what} at character ${Number(at[2]) + 1}`;
+    }
+    const token = /^Unexpected token '(.)'/.exec(message);
+    if (token) return `unexpected character '${token[1]}' where a JSON value should be`;
+    return "not JSON";
+  }
+  const escape = REFUSED_ESCAPE.exec(text);
+  if (escape) {
+    return `${escape[0]} at character ${escape.index + 1} is valid JSON, but JSONB cannot store it`;
+  }
+  return "valid JSON, but a number is beyond the range of PostgreSQL's numeric";
+}

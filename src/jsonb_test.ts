@@ -2,7 +2,7 @@
 // what PostgreSQL 15 prints for `text::jsonb::text`; the differential test in
 // test/verification_test.ts holds the scanner to a live server on thousands more.
 import assert from "node:assert/strict";
-import { isJsonb, jsonbCanonicalizer } from "./jsonb.ts";
+import { explainJsonb, isJsonb, jsonbCanonicalizer } from "./jsonb.ts";
 
 const canonicalText = (text: string) => new TextDecoder().decode(jsonbCanonicalizer()(text));
 
@@ -63,4 +63,29 @@ Deno.test("jsonb canonicalizers own their buffers: one's result survives another
   const kept = first('{"b":1,"a":[1,2]}');
   second('{"z":"' + "x".repeat(100_000) + '"}');
   assert.equal(new TextDecoder().decode(kept), '{"a": [1, 2], "b": 1}');
+});
+
+Deno.test("explainJsonb says why and where JSONB refuses a payload", () => {
+  const cases: [string, string][] = [
+    [
+      `{"name": "Heat Days`,
+      "ends early: the text stops after 19 characters, inside a string (cut off?)",
+    ],
+    [
+      `{"album": {"name": "x"}`,
+      "ends early: the text stops after 23 characters, before it is closed (cut off?)",
+    ],
+    [`{"a": 1,}`, "expected double-quoted property name at character 9"],
+    [`{"a": 1} x`, "unexpected non-whitespace character after JSON at character 10"],
+    [`not json`, "unexpected character 'o' where a JSON value should be"],
+    [`{"a": "\\u0000"}`, "\\u0000 at character 8 is valid JSON, but JSONB cannot store it"],
+    [`["\\ud800"]`, "\\ud800 at character 3 is valid JSON, but JSONB cannot store it"],
+    [`[1e999999999999]`, "valid JSON, but a number is beyond the range of PostgreSQL's numeric"],
+  ];
+  const canonical = jsonbCanonicalizer();
+  for (const [text, why] of cases) {
+    assert.equal(isJsonb(canonical, text), false, text);
+    assert.equal(explainJsonb(text), why, text);
+  }
+  assert.equal(isJsonb(canonical, `["\\ud83d\\ude00"]`), true, "a surrogate pair is fine");
 });

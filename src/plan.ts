@@ -54,6 +54,8 @@ export interface TablePlan {
   touch: string | null;
   filledByPostgres: string[];
   ignored: string[];
+  /** SQLite's own row id, left behind: the target keys the table by its natural key. */
+  rowIds: string[];
   /** The staging table: same column types as the target. */
   staging: string;
   /**
@@ -99,6 +101,7 @@ function planTable(
   const where = `${options.schema}.${spec.name}`;
   const byName = new Map(target.columns.map((c) => [c.name, c]));
   const ignored: string[] = [];
+  const rowIds: string[] = [];
   const supplied = new Set<string>();
   for (const name of source.columns) {
     const column = byName.get(name);
@@ -106,6 +109,10 @@ function planTable(
       supplied.add(name);
     } else if (isIgnored(options, spec.name, name)) {
       ignored.push(name);
+    } else if (!column && name === source.rowIdAlias && !spec.key.includes(name)) {
+      // A number SQLite handed out to each row; the rows are matched by their
+      // natural key (checked below), so nothing is lost without it.
+      rowIds.push(name);
     } else {
       problems.push(
         `SQLite column ${spec.name}.${name} has no ${
@@ -182,6 +189,7 @@ function planTable(
       touch,
       filledByPostgres,
       ignored,
+      rowIds,
       staging: tempTable(spec.name, "stage"),
       keys: tempTable(spec.name, "stage"),
     },
@@ -257,6 +265,13 @@ export function describePlan(plan: TablePlan, source: Source): string {
   }
   if (plan.ignored.length > 0) {
     parts.push(`not migrated (--ignore-columns): ${plan.ignored.join(", ")}`);
+  }
+  if (plan.rowIds.length > 0) {
+    parts.push(
+      `not migrated: ${
+        plan.rowIds.join(", ")
+      } (SQLite's row id; PostgreSQL keys ${plan.spec.name} by ${plan.spec.key.join(", ")})`,
+    );
   }
   return parts.join("; ");
 }

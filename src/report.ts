@@ -54,6 +54,7 @@ function columnReport(plan: TablePlan): ColumnReport {
     migrated: plan.columns.map((c) => c.name),
     filledByPostgres: plan.filledByPostgres,
     ignored: plan.ignored,
+    rowIds: plan.rowIds,
     target: {
       indexes: plan.target.indexes.length,
       constraints: plan.target.constraints.length,

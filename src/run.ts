@@ -222,7 +222,11 @@ async function prepareTarget(tx: Tx, options: Options): Promise<void> {
     for (const table of TABLES) {
       // A table that exists is the user's: it is used as it is, indexes and all.
       const [found] = await tx.unsafe(TARGET_TABLE, [options.schema, table.name]);
-      if (!found) { for (const ddl of createTableDdl(table)) await tx.unsafe(ddl); }
+      if (found) continue;
+      for (const ddl of createTableDdl(table)) {
+        options.onStep?.(`${ddl};`);
+        await tx.unsafe(ddl);
+      }
     }
   }
 }

@@ -21,6 +21,11 @@ export interface SourceTable {
   uniqueKey: boolean;
   /** Whether rows can be paged by rowid (not a WITHOUT ROWID table, no column named rowid). */
   pageable: boolean;
+  /**
+   * The column that is another name for SQLite's rowid (`id INTEGER PRIMARY
+   * KEY`, with or without AUTOINCREMENT), if the table has one.
+   */
+  rowIdAlias?: string;
 }
 
 /** SQLite source opened read-only inside one read transaction. */
@@ -93,8 +98,8 @@ export function asSqliteError(error: unknown, path: string): MigrationError {
 }
 
 function describeSourceTable(db: DatabaseSync, table: TableSpec): SourceTable {
-  const columns = db.prepare(`PRAGMA table_info(${q(table.name)})`).all()
-    .map((row) => String(row.name));
+  const info = db.prepare(`PRAGMA table_info(${q(table.name)})`).all();
+  const columns = info.map((row) => String(row.name));
   if (columns.length === 0) {
     throw new MigrationError(
       "config",
@@ -110,7 +115,14 @@ function describeSourceTable(db: DatabaseSync, table: TableSpec): SourceTable {
       `the app's ${table.name} table has ${table.key.join(", ")}; check SQLITE_PATH`,
     );
   }
-  const [info] = db.prepare(`PRAGMA table_list(${q(table.name)})`).all();
+  const [list] = db.prepare(`PRAGMA table_list(${q(table.name)})`).all();
+  const withRowId = Number(list?.wr) === 0;
+  // SQLite makes a sole primary key column declared exactly INTEGER the rowid itself.
+  const primaryKey = info.filter((row) => Number(row.pk) > 0);
+  const rowIdAlias = withRowId && primaryKey.length === 1 &&
+      String(primaryKey[0].type).toUpperCase() === "INTEGER"
+    ? String(primaryKey[0].name)
+    : undefined;
   const rows = Number(
     (db.prepare(`SELECT count(*) AS n FROM ${q(table.name)}`).get() as { n: number }).n,
   );
@@ -118,7 +130,8 @@ function describeSourceTable(db: DatabaseSync, table: TableSpec): SourceTable {
     columns,
     rows,
     uniqueKey: hasUniqueIndexOn(db, table),
-    pageable: Number(info?.wr) === 0 && !columns.includes("rowid"),
+    pageable: withRowId && !columns.includes("rowid"),
+    ...(rowIdAlias === undefined ? {} : { rowIdAlias }),
   };
 }
 

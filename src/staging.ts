@@ -139,7 +139,7 @@ export async function stageSource(
 > {
   const log: ValidationLog = {
     problems: new ProblemLog(sink && ((p) => sink(p, "refused"))),
-    policies: new ProblemLog(sink && ((p) => sink(p, "changed"))),
+    policies: new ProblemLog(sink && ((p) => sink(p, "changed")), true),
     refused: new Map(plans.map((p) => [p.spec.name, []])),
   };
   for (const plan of plans) {

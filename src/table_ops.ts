@@ -71,9 +71,14 @@ export async function checkConstraints(
     columns !== null && columns.length > 0 && columns.every((c) => staged.has(c));
   for (const check of plan.target.constraints) {
     if (check.type !== "c" || !covered(check.columns)) continue;
+    // The values the constraint judged, so the row is recognisable (rank = 0).
+    const judged = check.columns!.map((c) =>
+      `'${c.replaceAll("'", "''")} = ' || coalesce(s.${q(c)}::text, 'NULL')`
+    );
     await logRows(
       tx,
-      `SELECT ${keyText(plan, "s")} AS key FROM ${plan.staging} s WHERE NOT (${check.expression})
+      `SELECT ${keyText(plan, "s")} AS key, concat_ws(', ', ${judged.join(", ")}) AS value
+       FROM ${plan.staging} s WHERE NOT (${check.expression})
        ORDER BY ${keyOrder(plan, "s")}`,
       [],
       problems,
@@ -81,6 +86,7 @@ export async function checkConstraints(
         kind: "check-violation",
         table: plan.spec.name,
         key: row.key,
+        value: row.value,
         constraint: `${check.name}: ${check.definition}`,
       }),
     );

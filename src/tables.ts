@@ -6,7 +6,7 @@
  */
 
 import type { TableName } from "./types.ts";
-import { q } from "./quote.ts";
+import { q as quote } from "./quote.ts";
 
 /**
  * The kinds of value the tool moves. Each PostgreSQL type it can fill maps
@@ -140,8 +140,12 @@ export const KIND_ACCEPTS: Record<Kind, string> = {
   boolean: "boolean",
 };
 
+const PLAIN_NAME = /^[a-z_][a-z0-9_]*$/;
+
 /** The tutorial's table (schema_postgres.sql), derived from the declaration. */
 export function createTableDdl(table: TableSpec): string[] {
+  // Printed for users: quoted only where a name needs it.
+  const q = (name: string) => PLAIN_NAME.test(name) ? name : quote(name);
   const ref = table.references;
   const parts = [
     ...table.columns.map((c) => `${q(c.name)} ${c.create}`),
@@ -156,8 +160,9 @@ export function createTableDdl(table: TableSpec): string[] {
       : []),
     ...table.create.constraints,
   ];
+  // One part a line: --create-schema prints these statements as they run.
   return [
-    `CREATE TABLE IF NOT EXISTS ${q(table.name)} (${parts.join(", ")})`,
+    `CREATE TABLE IF NOT EXISTS ${q(table.name)} (\n  ${parts.join(",\n  ")}\n)`,
     ...table.create.indexes.map((index) => `CREATE INDEX ${index}`),
   ];
 }

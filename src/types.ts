@@ -18,11 +18,11 @@ export type Mode = "migrate" | "dry-run" | "verify-only";
 
 /** Everything a run needs; {@link resolveOptions} fills in the defaults. */
 export interface Options {
-  /** Path of the SQLite database (env `SQLITE_PATH`). */
+  /** Path of the SQLite database. CLI: `--sqlite`, env `SQLITE_PATH`. */
   sqlitePath: string;
   /**
-   * PostgreSQL connection URL or libpq `key=value` string (env `DATABASE_URL`).
-   * Used alone when {@link Options.connection} is not given.
+   * PostgreSQL connection URL or libpq `key=value` string, used alone when
+   * {@link Options.connection} is not given. CLI: `--database-url`, env `DATABASE_URL`.
    */
   databaseUrl: string;
   /**
@@ -30,17 +30,17 @@ export interface Options {
    * file, defaults); {@link resolveOptions} fills it in for the CLI.
    */
   connection?: ConnectionSettings;
-  /** PostgreSQL schema holding `tracks` and `snapshots`. */
+  /** PostgreSQL schema holding `tracks` and `snapshots`. CLI: `--schema`. */
   schema: string;
-  /** Create the schema and the tutorial's tables when they do not exist. */
+  /** Create the schema and the tutorial's tables when they do not exist. CLI: `--create-schema`. */
   createSchema: boolean;
-  /** Rows read from SQLite per call; more is a little faster and holds more memory. */
+  /** Rows read from SQLite per call; more is a little faster and holds more memory. CLI: `--batch-size`. */
   batchSize: number;
-  /** `fail` (default) or `null`: store SQL NULL for bad `raw_json`. */
+  /** `fail` (default) or `null`: store SQL NULL for bad `raw_json`. CLI: `--invalid-json`. */
   invalidJson: InvalidJsonPolicy;
-  /** `fail` (default) or `skip`: leave orphan snapshots out. */
+  /** `fail` (default) or `skip`: leave orphan snapshots out. CLI: `--orphans`. */
   orphans: OrphanPolicy;
-  /** Delete target rows that the source does not have. */
+  /** Delete target rows that the source does not have. CLI: `--prune`. */
   prune: boolean;
   /**
    * Take the careful path even where a fast path applies (a first run
@@ -50,18 +50,19 @@ export interface Options {
    * needs explaining.
    */
   careful?: boolean;
-  /** Migrate and commit, do everything and roll back, or only compare. */
+  /** Migrate and commit, do everything and roll back, or only compare. CLI: `--dry-run`, `--verify-only`. */
   mode: Mode;
   /**
    * SQLite columns that have no column in PostgreSQL, acknowledged as not
    * migrated: `table.column`, or `column` for every table that has it.
+   * CLI: `--ignore-columns`.
    */
   ignoreColumns: string[];
-  /** Write every problem row to this file: JSON lines, or CSV when it ends in `.csv`. */
+  /** Write every problem row to this file: JSON lines, or CSV when it ends in `.csv`. CLI: `--reject-file`. */
   rejectFile?: string;
-  /** Seconds to wait for a PostgreSQL connection. */
+  /** Seconds to wait for a PostgreSQL connection. CLI: `--connect-timeout`, env `PGCONNECT_TIMEOUT`. */
   connectTimeout: number;
-  /** Seconds to wait for another run on the same schema; wait without limit when absent. */
+  /** Seconds to wait for another run on the same schema; without limit when absent. CLI: `--lock-timeout`. */
   lockTimeout?: number;
   /** Called once connected: the target, and whether TLS is on and verified. */
   onConnect?: (info: ConnectionInfo) => void;
@@ -193,6 +194,12 @@ export interface ColumnReport {
   filledByPostgres: string[];
   /** SQLite columns with no place in the target, acknowledged with `--ignore-columns`. */
   ignored: string[];
+  /**
+   * SQLite's own row id (an `INTEGER PRIMARY KEY` column such as
+   * `snapshots.id`) that the target has no column for: not migrated, since
+   * the target keys the table by its natural key.
+   */
+  rowIds: string[];
   /** The target's indexes, constraints and triggers, as found before the run. */
   target: { indexes: number; constraints: number; triggers: string[] };
 }

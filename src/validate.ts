@@ -14,21 +14,52 @@ import { textFaults } from "./sqlite_read.ts";
 /** Receives every problem found, for `--reject-file`. */
 export type ProblemSink = (problem: Problem, action: "refused" | "changed") => void;
 
+/** Where a problem found in a SQLite row keeps that row's whole value: see {@link sourceValue}. */
+const SOURCE_VALUE = Symbol("source value");
+
+/** The whole SQLite value a problem's `value` shows shortened, if it came from a row. */
+export function sourceValue(problem: Problem): unknown {
+  return (problem as Problem & { [SOURCE_VALUE]?: unknown })[SOURCE_VALUE];
+}
+
+/** What fills a NULL of a problem's column, where one value suits every row (a timestamp's now). */
+const FILL = Symbol("fill");
+
 /** Collects problems, keeping the first examples of each kind and the totals. */
 export class ProblemLog {
   #groups = new Map<ProblemKind, ProblemGroup>();
 
-  constructor(readonly sink?: (problem: Problem) => void) {}
+  #fills = new Map<string, string>();
+
+  /** With `policies`, the groups are rows a policy changed: their hint says what it did. */
+  constructor(readonly sink?: (problem: Problem) => void, readonly policies = false) {}
 
   add(problem: Problem): void {
     let group = this.#groups.get(problem.kind);
     if (!group) {
-      group = { kind: problem.kind, ...PROBLEM_KINDS[problem.kind], total: 0, examples: [] };
+      const { title, hint, policy } = PROBLEM_KINDS[problem.kind];
+      const fix = this.policies && policy ? policy : hint;
+      group = { kind: problem.kind, title, hint: fix, total: 0, examples: [] };
       this.#groups.set(problem.kind, group);
     }
+    if (problem.kind === "null-value" && problem.column) this.#fill(group, problem);
     group.total++;
     if (group.examples.length < EXAMPLES_PER_KIND) group.examples.push(problem);
     this.sink?.(problem);
+  }
+
+  /** The null-value fix names each column's exact statement, safe for the rows' references. */
+  #fill(group: ProblemGroup, problem: Problem): void {
+    const where = `${problem.table}.${problem.column}`;
+    if (this.#fills.has(where)) return;
+    const value = (problem as Problem & { [FILL]?: string })[FILL] ?? "…";
+    this.#fills.set(
+      where,
+      `UPDATE ${problem.table} SET ${problem.column} = ${value} WHERE ${problem.column} IS NULL`,
+    );
+    group.hint = `fill them in SQLite: ${
+      [...this.#fills.values()].join("; ")
+    } (deleting the rows instead also loses what refers to them, such as a track's snapshots)`;
   }
 
   /** Counts `more` problems of a kind beyond those added one by one. */
@@ -81,6 +112,13 @@ export function validateRow(
       column: columns[i].name,
       value: describeInvalid(result.kind, columns[i].target, row[i]),
     };
+    // The whole value, for the reject file only: kept out of reports and
+    // --json (a payload can be megabytes), which print the shortened one.
+    Object.defineProperty(problem, SOURCE_VALUE, { value: row[i], enumerable: false });
+    if (result.kind === "null-value" && columns[i].kind === "timestamp") {
+      // SQLite's CURRENT_TIMESTAMP is UTC, as the target's DEFAULT NOW() would be.
+      Object.defineProperty(problem, FILL, { value: "CURRENT_TIMESTAMP", enumerable: false });
+    }
     if (
       result.kind === "invalid-json" && policy.invalidJson === "null" && !columns[i].target.notNull
     ) {

@@ -8,7 +8,7 @@
 import type { ProblemKind } from "./types.ts";
 import { PROBLEM_KINDS } from "./errors.ts";
 import type { TypeRule } from "./tables.ts";
-import { isJsonb } from "./jsonb.ts";
+import { explainJsonb, isJsonb } from "./jsonb.ts";
 import type { TargetColumn } from "./catalog.ts";
 
 // Date, hour, minute, second, fraction, offset.
@@ -171,6 +171,13 @@ export function describeInvalid(kind: ProblemKind, column: TargetColumn, value: 
     } characters; ${column.type} holds ${column.length})`;
   }
   if (kind === "out-of-range") return `${shown} (does not fit ${column.type})`;
+  if (kind === "invalid-json" && typeof value === "string") {
+    return `${shown} (${explainJsonb(value)})`;
+  }
+  if (kind === "invalid-date" && typeof value === "string") {
+    const why = dateProblem(value);
+    return why ? `${shown} (${why})` : shown;
+  }
   if (kind === "too-precise") {
     const digits = column.precision!;
     return `${shown} (${column.type} keeps ${digits} fractional digit${digits === 1 ? "" : "s"})`;
@@ -198,6 +205,32 @@ function isCalendarDate(text: string): boolean {
   if (year < 1 || month < 1 || month > 12 || day < 1) return false;
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   return day <= (month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]);
+}
+
+const MONTHS = [
+  "January",
+  "February",
+  "March",
+  "April",
+  "May",
+  "June",
+  "July",
+  "August",
+  "September",
+  "October",
+  "November",
+  "December",
+];
+
+/** Why a text is not a calendar date, when it is written like one: for messages only. */
+function dateProblem(text: string): string | undefined {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) return undefined;
+  const [year, month, day] = text.split("-").map(Number);
+  if (year < 1) return "there is no year 0";
+  if (month < 1 || month > 12) return `there is no month ${month}`;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1];
+  return day < 1 || day > days ? `${MONTHS[month - 1]} ${year} has ${days} days` : undefined;
 }
 
 /** The decimal number of `count` ASCII digits from `at`, or -1 if one is not a digit. */

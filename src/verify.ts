@@ -153,13 +153,16 @@ async function verifyFromSource(
     `SELECT ${plan.spec.key.map((_, i) => `k${i}`).join(", ")} FROM ${found}
      WHERE what = 'values differ' LIMIT ${RECHECK_MAX + 1}`,
   );
+  // What differs in each row compared by value: the columns, both sides.
+  const details = new Map<string, string>();
   if (differ.length <= RECHECK_MAX) {
     // Equal by value after all (1.0 stored as 1.00): not a mismatch.
     const equal: string[] = [];
     for (let i = 0; i < differ.length; i += RECHECK_BATCH) {
       const batch = differ.slice(i, i + RECHECK_BATCH)
         .map((row) => plan.spec.key.map((_, j) => row[`k${j}`] as string));
-      const different = new Set(await recheck(tx, source, plan, options, batch));
+      const different = await recheck(tx, source, plan, options, batch);
+      for (const [k, detail] of different) details.set(k, detail);
       equal.push(...batch.map((k) => k.join("/")).filter((k) => !different.has(k)));
     }
     await tx.unsafe(`DELETE FROM ${found} WHERE ${key} = ANY($1::text[])`, [equal]);
@@ -169,14 +172,20 @@ async function verifyFromSource(
     `SELECT ${key} AS key, what FROM ${found} ORDER BY ${key} COLLATE "C"`,
     [],
     log,
-    (row) => ({ kind: "content-mismatch", table: plan.spec.name, key: row.key, value: row.what }),
+    (row) => ({
+      kind: "content-mismatch",
+      table: plan.spec.name,
+      key: row.key,
+      value: details.get(row.key) ?? row.what,
+    }),
   );
   return differ.length;
 }
 
 /**
  * Reads the rows with these keys from SQLite again and compares them with
- * the target by value, over bind parameters; returns the keys that differ.
+ * the target by value, over bind parameters; returns the keys that differ,
+ * each with what differs: `name: "Old" in SQLite, "New" in PostgreSQL`.
  */
 async function recheck(
   tx: Tx,
@@ -184,7 +193,7 @@ async function recheck(
   plan: TablePlan,
   options: Options,
   keys: string[][],
-): Promise<string[]> {
+): Promise<Map<string, string>> {
   const lookup = sourceLookup(source, plan);
   const columns: (string | null)[][] = plan.columns.map(() => []);
   const quiet = new ProblemLog();
@@ -199,8 +208,18 @@ async function recheck(
     });
   }
   const typed = plan.columns.map((c, i) => `u.c${i}::${c.target.stageType} AS ${q(c.name)}`);
+  // Each column's two sides as text, where they differ (JSONB by value).
+  const sides = plan.columns.map((c, i) => {
+    const [a, b] = [`s.${q(c.name)}`, `t.${q(c.name)}`];
+    const differs = c.kind === "json"
+      ? `${a}::jsonb IS DISTINCT FROM ${b}::jsonb`
+      : `${a} IS DISTINCT FROM ${b}`;
+    return `CASE WHEN ${differs} THEN ARRAY[${a}::text, ${b}::text] END AS d${i}`;
+  });
   const rows = await tx.unsafe(
-    `SELECT ${keyText(plan, "s")} AS key
+    `SELECT ${keyText(plan, "s")} AS key, t.${q(plan.spec.key[0])} IS NULL AS gone, ${
+      sides.join(", ")
+    }
      FROM (SELECT ${typed.join(", ")} FROM unnest(${
       plan.columns.map((_, i) => `$${i + 1}::text[]`).join(", ")
     }) AS u(${plan.columns.map((_, i) => `c${i}`).join(", ")})) s
@@ -208,7 +227,39 @@ async function recheck(
      WHERE t.${q(plan.spec.key[0])} IS NULL OR ${distinct(plan.columns, "s", "t")}`,
     columns as never[],
   );
-  return rows.map((row) => row.key as string);
+  return new Map(rows.map((row) => {
+    const differences = plan.columns.flatMap((c, i) => {
+      const pair = row[`d${i}`] as (string | null)[] | null;
+      if (!pair) return [];
+      const [a, b] = shownPair(pair[0], pair[1], c.kind === "text");
+      return [`${c.name}: ${a} in SQLite, ${b} in PostgreSQL`];
+    });
+    const detail = row.gone || differences.length === 0
+      ? "values differ"
+      : `values differ: ${differences.join("; ")}`;
+    return [row.key as string, detail];
+  }));
+}
+
+/** Characters of a differing value shown, and of what comes before the difference. */
+const SHOWN_CHARS = 60;
+const SHOWN_BEFORE = 20;
+
+/**
+ * Two differing values as a mismatch shows them: around where they first
+ * differ (long payloads share their start), shortened, text quoted, NULL as NULL.
+ */
+function shownPair(a: string | null, b: string | null, quoted: boolean): [string, string] {
+  let same = 0;
+  if (a !== null && b !== null) { while (same < a.length && a[same] === b[same]) same++; }
+  const start = Math.max(0, same - SHOWN_BEFORE);
+  const show = (value: string | null) => {
+    if (value === null) return "NULL";
+    const cut = value.slice(start, start + SHOWN_CHARS);
+    const text = quoted ? JSON.stringify(cut) : cut;
+    return `${start > 0 ? "…" : ""}${text}${start + SHOWN_CHARS < value.length ? "…" : ""}`;
+  };
+  return [show(a), show(b)];
 }
 
 /** The seed's JSONB checks, where the target has tracks with a JSON raw_json (jsonb or json). */

@@ -188,7 +188,7 @@ Deno.test("a connection lost while COPY streams rolls back, exits 2 and says so"
         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE pid <> pg_backend_pid() AND datname = current_database()
           AND application_name = 'migrate.ts' AND state = 'active'
-          AND query LIKE 'COPY %'`).length;
+          AND query LIKE 'COPY %' AND position(${env.schema} in query) > 0`).length;
       if (terminated === 0) await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(terminated, 1, "the COPY was caught in flight");

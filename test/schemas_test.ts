@@ -3,8 +3,11 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { migrate } from "../migrate.ts";
+import { createTableDdl, TABLES } from "../src/tables.ts";
 import {
   bulkRows,
+  counts,
+  insertRows,
   rejectsWith,
   rowVersions,
   runCli,
@@ -296,5 +299,82 @@ Deno.test("--create-schema creates the tutorial's tables: VARCHAR keys, CHECK (r
     assert.match(shape, /FOREIGN KEY \(track_id\) REFERENCES/);
     assert.match(shape, /USING gin \(raw_json\)/);
     assert.match(shape, /snapshots_date_idx ON \S+ USING btree \(snapshot_date\)/);
+  }, { tables: false });
+});
+
+Deno.test("the app's own file: SQLite's row id (snapshots.id INTEGER PRIMARY KEY AUTOINCREMENT) is not migrated, without a flag; other lost columns still stop the run", async (t) => {
+  await withTarget(async (env) => {
+    await tutorialTarget(env);
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`
+      CREATE TABLE tracks (track_id TEXT PRIMARY KEY, name TEXT NOT NULL, artist_name TEXT NOT NULL,
+        album_name TEXT, duration_ms INTEGER, spotify_url TEXT, raw_json TEXT,
+        created_at TEXT DEFAULT CURRENT_TIMESTAMP);
+      CREATE TABLE snapshots (id INTEGER PRIMARY KEY AUTOINCREMENT, track_id TEXT NOT NULL,
+        snapshot_date TEXT NOT NULL, time_range TEXT NOT NULL, rank INTEGER NOT NULL,
+        UNIQUE (track_id, snapshot_date, time_range));`);
+    insertRows(db, [track("a")], [
+      snapshot("a"),
+      snapshot("a", { rank: 2, time_range: "long_term" }),
+    ]);
+    db.close();
+
+    await t.step("migrated without --ignore-columns; the plan line says why id stays", async () => {
+      const result = await runCli(env.flags);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(
+        result.stdout,
+        /snapshots: 2 rows; migrating .*; not migrated: id \(SQLite's row id; PostgreSQL keys snapshots by track_id, snapshot_date, time_range\)/,
+      );
+      const report = await migrate(env.options);
+      assert.deepEqual(report.columns[1].rowIds, ["id"]);
+      assert.deepEqual(report.columns[1].ignored, []);
+      assert.deepEqual(await counts(env), [1, 2]);
+    });
+    await t.step("--ignore-columns snapshots.id keeps working", async () => {
+      const report = await migrate({ ...env.options, ignoreColumns: ["snapshots.id"] });
+      assert.ok(report.ok);
+      assert.deepEqual(report.columns[1].ignored, ["id"]);
+      assert.deepEqual(report.columns[1].rowIds, []);
+    });
+    await t.step(
+      "an id that is not the row id (INTEGER, not the key) still stops the run",
+      async () => {
+        const db = new DatabaseSync(env.sqlitePath);
+        db.exec("ALTER TABLE tracks ADD COLUMN id INTEGER");
+        db.close();
+        const error = await rejectsWith(migrate(env.options), "config");
+        assert.match(error.message, /SQLite column tracks\.id has no column in PostgreSQL/);
+        assert.doesNotMatch(error.message, /snapshots\.id/);
+      },
+    );
+  }, { tables: false });
+});
+
+Deno.test("--create-schema prints the statements it runs; with --dry-run they are rolled back", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a")], [snapshot("a")]);
+    const schema = `${env.schema}_new`;
+    const flags = [...env.flags.slice(0, -1), schema, "--create-schema"];
+    const dry = await runCli([...flags, "--dry-run"]);
+    assert.equal(dry.code, 0, dry.stderr);
+    for (const ddl of TABLES.flatMap(createTableDdl)) {
+      assert.ok(dry.stdout.includes(`${ddl};`), `prints ${ddl}`);
+    }
+    const [{ exists }] = await env.sql`
+      SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = ${schema}) AS exists`;
+    assert.equal(exists, false, "a dry run creates nothing");
+    try {
+      const real = await runCli(flags);
+      assert.equal(real.code, 0, real.stderr);
+      assert.match(
+        real.stdout,
+        /CREATE TABLE IF NOT EXISTS snapshots \(\n {2}track_id VARCHAR\(64\),/,
+      );
+      const again = await runCli(flags);
+      assert.doesNotMatch(again.stdout, /CREATE TABLE/, "tables that exist are left as they are");
+    } finally {
+      await env.sql`DROP SCHEMA IF EXISTS ${env.sql(schema)} CASCADE`;
+    }
   }, { tables: false });
 });

@@ -231,7 +231,9 @@ export function cliCommand(
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--config", DENO_JSON, MIGRATE_TS, ...args],
     cwd: opts.cwd,
-    env: { NO_COLOR: "1", ...opts.env },
+    // As a user runs it from a shell in `cwd`: `deno task test` would pass on
+    // its own INIT_CWD, the folder paths and .env are then read from.
+    env: { NO_COLOR: "1", INIT_CWD: opts.cwd ?? Deno.cwd(), ...opts.env },
     stdout: "piped",
     stderr: "piped",
   });
@@ -329,6 +331,20 @@ const DENO_DIR: string = JSON.parse(
 export async function runCliWith(args: string[], env: Record<string, string>, cwd: string) {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--config", DENO_JSON, MIGRATE_TS, ...args],
+    cwd,
+    clearEnv: true,
+    env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", DENO_DIR, HOME: cwd, ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/** `deno task ARGS` run by a user in `cwd`, with exactly these variables (plus PATH, DENO_DIR). */
+export async function runTaskWith(args: string[], env: Record<string, string>, cwd: string) {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", ...args],
     cwd,
     clearEnv: true,
     env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", DENO_DIR, HOME: cwd, ...env },

@@ -543,14 +543,29 @@ Deno.test("--reject-file lists every problem row, as JSON lines or CSV", async (
       bad.map((s) => `good/${s.snapshot_date}/short_term`),
     );
     assert.deepEqual(lines.find((l) => l.kind === "invalid-json").key, "bad");
+    const check = lines.find((l) => l.kind === "check-violation");
+    assert.deepEqual(
+      [check.track_id, check.snapshot_date, check.time_range, check.value],
+      ["good", "2024-01-01", "short_term", "rank = 0"],
+      "the key column by column, and the value the constraint judged",
+    );
+    const json = lines.find((l) => l.kind === "invalid-json");
+    assert.deepEqual([json.value, json.problem], [
+      "{",
+      "raw_json is not valid JSON for PostgreSQL's JSONB",
+    ]);
+    assert.match(json.detail, /^ends early/);
 
     const csv = `${env.dir}/rejects.csv`;
     assert.equal((await runCli([...env.flags, "--reject-file", csv])).code, 1);
     const rows = (await Deno.readTextFile(csv)).trim().split("\n");
-    assert.equal(rows[0], "action,table,key,kind,column,value,constraint");
+    assert.equal(
+      rows[0],
+      "action,table,key,track_id,snapshot_date,time_range,kind,problem,column,value,detail,constraint",
+    );
     assert.equal(rows.length, 27);
     assert.ok(rows.includes(
-      "refused,snapshots,good/2024-01-25/short_term,check-violation,,,snapshots_rank_check: CHECK ((rank > 0))",
+      "refused,snapshots,good/2024-01-25/short_term,good,2024-01-25,short_term,check-violation,row violates a CHECK constraint of the PostgreSQL table,,rank = 0,,snapshots_rank_check: CHECK ((rank > 0))",
     ));
     assert.deepEqual(await counts(env), [0, 0]);
   }, { tables: false });
@@ -614,4 +629,75 @@ Deno.test("keys equal only as the target compares them (char(n) ignores trailing
     }
     assert.deepEqual(await counts(env), [0, 0]);
   }, { tables: false });
+});
+
+Deno.test("diagnostics name the cause and a safe fix: a cut payload, an impossible date, a NULL created_at, what a policy did", async (t) => {
+  await withTarget(async (env) => {
+    const cut = JSON.stringify({ name: "Heat Days", album: { name: "Pool" } }).slice(0, 18);
+    writeSqlite(
+      env.sqlitePath,
+      [track("good"), track("cut", { raw_json: cut })],
+      [snapshot("good", { snapshot_date: "2024-02-30" }), snapshot("ghost")],
+    );
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec("UPDATE tracks SET created_at = NULL WHERE track_id = 'good'");
+    db.close();
+
+    await t.step("each problem says where and why; each fix is safe and exact", async () => {
+      const reject = `${env.dir}/rejects.jsonl`;
+      const result = await runCli([...env.flags, "--reject-file", reject]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(
+        result.stderr,
+        /tracks cut column raw_json: "\{\\"name\\":\\"Heat Days" \(ends early: the text stops after 18 characters, inside a string \(cut off\?\)\)/,
+      );
+      assert.match(result.stderr, /"2024-02-30" \(February 2024 has 29 days\)/);
+      assert.match(
+        result.stderr,
+        /UPDATE snapshots SET snapshot_date = 'YYYY-MM-DD' WHERE track_id = '…' AND snapshot_date = '…' AND time_range = '…'/,
+      );
+      assert.doesNotMatch(result.stderr, /2024-01-31/, "no unrelated date");
+      assert.match(
+        result.stderr,
+        /fix: fill them in SQLite: UPDATE tracks SET created_at = CURRENT_TIMESTAMP WHERE created_at IS NULL \(deleting the rows instead also loses/,
+      );
+      assert.doesNotMatch(result.stderr, /or delete the row/);
+      const lines = (await Deno.readTextFile(reject)).trim().split("\n").map((l) => JSON.parse(l));
+      const json = lines.find((l) => l.kind === "invalid-json");
+      assert.equal(json.value, cut, "the whole value, quoted once");
+      const date = lines.find((l) => l.kind === "invalid-date");
+      assert.deepEqual([date.value, date.detail], ["2024-02-30", "February 2024 has 29 days"]);
+    });
+    await t.step(
+      "after the policies, their groups say what was done, not to rerun with them",
+      async () => {
+        const db = new DatabaseSync(env.sqlitePath);
+        db.exec(`UPDATE snapshots SET snapshot_date = '2024-02-29' WHERE track_id = 'good';
+        UPDATE tracks SET created_at = CURRENT_TIMESTAMP`);
+        db.close();
+        const reject = `${env.dir}/policies.csv`;
+        const result = await runCli([
+          ...env.flags,
+          "--invalid-json=null",
+          "--orphans=skip",
+          "--reject-file",
+          reject,
+        ]);
+        assert.equal(result.code, 0, result.stderr);
+        const policies = result.stdout.slice(result.stdout.indexOf("Changed by policy:"));
+        assert.match(policies, /fix: stored as SQL NULL \(--invalid-json=null\)/);
+        assert.match(policies, /fix: left out \(--orphans=skip\)/);
+        assert.doesNotMatch(policies, /rerun with --/);
+        const rows = (await Deno.readTextFile(reject)).trim().split("\n");
+        assert.ok(
+          rows.some((r) => r.startsWith("skipped,snapshots,ghost/2024-03-01/short_term,ghost,")),
+          rows.join("\n"),
+        );
+        assert.ok(
+          rows.some((r) => r.startsWith("stored-null,tracks,cut,cut,,,invalid-json,")),
+          rows.join("\n"),
+        );
+      },
+    );
+  }, {});
 });

@@ -42,16 +42,25 @@ Deno.test("--verify-only proves content and names the rows that differ", async (
     assert.deepEqual(
       report.verification.mismatches[0].examples.map((p) => [p.table, p.key, p.value]),
       [
-        ["tracks", "b", "values differ"],
+        [
+          "tracks",
+          "b",
+          `values differ: raw_json: …2-02"}, "explicit": false} in SQLite, …2-02"}, "explicit": true} in PostgreSQL`,
+        ],
         ["tracks", "c", "missing in PostgreSQL"],
         ["tracks", "zz", "only in PostgreSQL"],
-        ["snapshots", "a/2024-03-01/short_term", "values differ"],
+        [
+          "snapshots",
+          "a/2024-03-01/short_term",
+          "values differ: rank: 1 in SQLite, 2 in PostgreSQL",
+        ],
       ],
     );
     assert.deepEqual(await targetRows(env), before, "verify-only writes nothing");
     const cli = await runCli([...env.flags, "--verify-only"]);
     assert.equal(cli.code, 1);
     assert.match(cli.stdout, /tracks zz: only in PostgreSQL/);
+    assert.match(cli.stdout, /values differ: rank: 1 in SQLite, 2 in PostgreSQL/);
     assert.match(cli.stdout, /Verification failed/);
     // Nothing ran that a trigger could have changed: the fix is a run.
     assert.match(cli.stdout, /run the migration to make PostgreSQL match SQLite/);

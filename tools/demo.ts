@@ -3,6 +3,7 @@
 // starts an embedded PostgreSQL (unless DATABASE_URL names a server), runs
 // migrate.ts into it, shows the tutorial's JSONB queries on the result, then
 // stops the server and deletes every temp file, also on errors and Ctrl-C.
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { generate, SIZES } from "./generate.ts";
@@ -14,6 +15,8 @@ const USAGE = `deno task demo: migrate a sample Music Time Machine database into
   --year YYYY     the release year the first query looks for (default 2019)
   --keep          with DATABASE_URL: keep the demo schema instead of dropping it
   --help          this text
+  any other option goes to migrate.ts (see deno task migrate --help), e.g.
+  --ignore-columns snapshots.id or --dry-run
 
 Without DATABASE_URL, an embedded PostgreSQL runs in a temp folder for the demo's
 duration. With it, the demo migrates into a new schema mtm_demo_… there and drops it at
@@ -90,6 +93,8 @@ async function runMigration(cwd: string, args: string[]): Promise<number> {
   migration = new Deno.Command(Deno.execPath(), {
     args: ["run", ...MIGRATE_PERMISSIONS, MIGRATE_TS, ...args],
     cwd,
+    // migrate.ts reads .env from the user's folder (INIT_CWD): the demo's is empty.
+    env: { INIT_CWD: cwd },
   }).spawn();
   const status = await migration.status;
   migration = undefined;
@@ -110,16 +115,36 @@ async function showQueries(url: string, schema: string, year: string): Promise<v
   }
 }
 
+/** The demo's own options, and the migrate.ts options it passes on. */
+const DEMO_OPTIONS = {
+  sqlite: { type: "string" },
+  year: { type: "string", default: "2019" },
+  keep: { type: "boolean", default: false },
+  help: { type: "boolean", default: false },
+} as const;
+
+/** Splits the arguments into the demo's own and the rest, which go to migrate.ts as given. */
+export function splitDemoArgs(args: string[]): { own: string[]; migrate: string[] } {
+  const own: string[] = [];
+  const migrate: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = /^--([^=]+)/.exec(args[i])?.[1] as keyof typeof DEMO_OPTIONS | undefined;
+    const spec = name && Object.hasOwn(DEMO_OPTIONS, name) ? DEMO_OPTIONS[name] : undefined;
+    if (!spec) {
+      migrate.push(args[i]);
+      continue;
+    }
+    own.push(args[i]);
+    if (spec.type === "string" && !args[i].includes("=") && i + 1 < args.length) {
+      own.push(args[++i]);
+    }
+  }
+  return { own, migrate };
+}
+
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      sqlite: { type: "string" },
-      year: { type: "string", default: "2019" },
-      keep: { type: "boolean", default: false },
-      help: { type: "boolean", default: false },
-    },
-  });
+  const split = splitDemoArgs(Deno.args);
+  const { values } = parseArgs({ args: split.own, options: DEMO_OPTIONS });
   if (values.help) {
     console.log(USAGE);
     return 0;
@@ -133,8 +158,10 @@ async function main(): Promise<number> {
     let sqlite = values.sqlite ?? Deno.env.get("SQLITE_PATH");
     if (sqlite) {
       const given = sqlite;
-      sqlite = await Deno.realPath(given).catch(() => {
-        throw new Error(`SQLite database not found: ${given}`);
+      // A relative path means the folder the user ran deno task from.
+      const path = resolve(Deno.env.get("INIT_CWD") || Deno.cwd(), given);
+      sqlite = await Deno.realPath(path).catch(() => {
+        throw new Error(`SQLite database not found: ${path}`);
       });
       console.log(`SQLite: ${sqlite} (given)`);
     } else {
@@ -173,7 +200,16 @@ async function main(): Promise<number> {
     checkInterrupted();
 
     // 3. The migration, by the CLI a user runs.
-    const args = ["--sqlite", sqlite, "--database-url", url, "--schema", schema, "--create-schema"];
+    const args = [
+      "--sqlite",
+      sqlite,
+      "--database-url",
+      url,
+      "--schema",
+      schema,
+      "--create-schema",
+      ...split.migrate,
+    ];
     console.log(
       `\n$ deno task migrate ${args.map((a) => a === url ? `'${masked(url)}'` : a).join(" ")}`,
     );

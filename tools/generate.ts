@@ -3,6 +3,7 @@
 // snapshots for the three time ranges, in the app's SQLite schema.
 //
 //   deno run -A tools/generate.ts medium bench/data/medium.db
+import { resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 
 /** Data set sizes named in issue #4 (and `demo`, issue #10): tracks and snapshots. */
@@ -186,7 +187,9 @@ export function generate(size: Size, path: string): void {
 }
 
 if (import.meta.main) {
-  const [size, path] = Deno.args;
+  const [size, given] = Deno.args;
+  // A relative path means the folder the user ran deno task from.
+  const path = given && resolve(Deno.env.get("INIT_CWD") || Deno.cwd(), given);
   if (!(size in SIZES) || !path) {
     console.error("usage: deno run -A tools/generate.ts demo|small|medium|large PATH");
     Deno.exit(2);

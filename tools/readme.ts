@@ -1,43 +1,36 @@
-// Keeps README's output samples honest: each block between
+// Keeps README honest. Each block between
 //   <!-- output of: COMMAND -->  and  <!-- end of output -->
-// is what COMMAND prints now, from a real run.
+// is what COMMAND prints now, from a real run; each block between
+//   <!-- generated: NAME -->  and  <!-- end of generated -->
+// is made from the code's own declarations: `flags`, the table of flags and
+// variables (src/options.ts FLAGS, as --help prints them), `create-schema`,
+// the statements --create-schema runs (src/tables.ts createTableDdl).
 //
-//   deno task readme           rewrites the blocks from fresh runs
-//   deno task readme --check   fails when a block differs from a fresh run
+//   deno task readme           rewrites the blocks
+//   deno task readme --check   fails when a block differs from a fresh one
 //                              (timings, ports and test counts aside)
 //
-// `deno task demo` runs as a user's first command would (embedded PostgreSQL,
-// no DATABASE_URL). `deno task test` runs on an embedded server and is
-// abridged to the lines that say which server and the result. The
-// `deno task migrate …` blocks run in README order against one "app
-// database": an embedded PostgreSQL with the tutorial's schema, the demo's
-// SQLite file, and a .env naming both, as "Use it on your app's database"
-// describes.
+// `deno task test` runs on an embedded server and is abridged to the lines
+// that say which server and the result. The `deno task migrate …` blocks run in README order against one
+// "app database": an embedded PostgreSQL with the tutorial's tables, the
+// sample SQLite file `deno task sample` makes, and a .env naming both, in a
+// folder shown as the user's (USER_FOLDER).
 import postgres from "postgres";
 import { generate } from "./generate.ts";
+import { createTableDdl, TABLES } from "../src/tables.ts";
+import { FLAGS, flagUsage, LIBPQ_VARIABLES } from "../src/options.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./embedded_pg.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const README = `${ROOT}README.md`;
-const BLOCK = /<!-- output of: (.+?) -->\n+```text\n([\s\S]*?)```\n+<!-- end of output -->/g;
+const BLOCK = /<!-- output of: (.+?) -->\n+(?:```text\n([\s\S]*?)```\n+)?<!-- end of output -->/g;
+const GENERATED = /<!-- generated: (.+?) -->\n+([\s\S]*?)\n*<!-- end of generated -->/g;
+/** Where README shows the temp folders the commands ran in: the user's folder. */
+const USER_FOLDER = "/home/you/migrate.ts";
 const MIGRATE_PERMISSIONS = "--allow-read --allow-write --allow-env --allow-net --allow-sys";
 
-/**
- * The app's target schema as migrate_test.ts's PRODUCTION_DDL has it (issue #2),
- * plus the tutorial's indexes. The tutorial's own VARCHAR(64)/VARCHAR(32) columns
- * are refused by migrate.ts for now (issue #8); switch to them when it accepts them.
- */
-const APP_SCHEMA = `
-CREATE TABLE tracks (
-  track_id TEXT PRIMARY KEY, name TEXT NOT NULL, artist_name TEXT NOT NULL,
-  album_name TEXT, duration_ms INTEGER, spotify_url TEXT, raw_json JSONB,
-  created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(), updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW());
-CREATE TABLE snapshots (
-  track_id TEXT NOT NULL REFERENCES tracks(track_id), snapshot_date DATE NOT NULL,
-  time_range TEXT NOT NULL, rank INTEGER NOT NULL,
-  PRIMARY KEY (track_id, snapshot_date, time_range));
-CREATE INDEX snapshots_date_idx ON snapshots (snapshot_date);
-CREATE INDEX tracks_raw_json_idx ON tracks USING GIN (raw_json);`;
+/** The app's target: the tutorial's tables, as --create-schema makes them. */
+const APP_SCHEMA = TABLES.flatMap(createTableDdl).join(";\n");
 
 /** What varies from run to run without the code changing. */
 function normalize(text: string): string {
@@ -56,7 +49,8 @@ async function output(args: string[], cwd: string, unset: string[] = []): Promis
   const out = await new Deno.Command("sh", {
     args: ["-c", 'exec "$@" 2>&1', "sh", Deno.execPath(), ...args],
     cwd,
-    env: { ...env, NO_COLOR: "1" },
+    // The user's folder is `cwd`, as when they run the command there.
+    env: { ...env, NO_COLOR: "1", INIT_CWD: cwd },
     clearEnv: true,
   }).output();
   return new TextDecoder().decode(out.stdout).replace(/[ \t]+$/gm, "");
@@ -88,7 +82,7 @@ class AppDatabase {
       const url = pg.url("app", "secret", "music_time_machine_pg");
       const app = postgres(url, { max: 1, onnotice: () => {} });
       await app.unsafe(APP_SCHEMA).finally(() => app.end());
-      generate("demo", `${dir}/music_time_machine.db`);
+      generate("small", `${dir}/music_time_machine.db`);
       await Deno.writeTextFile(
         `${dir}/.env`,
         `SQLITE_PATH=music_time_machine.db\nDATABASE_URL=${url}\n`,
@@ -126,18 +120,67 @@ async function run(command: string, app: () => Promise<AppDatabase>): Promise<st
   if (migrate) {
     const args = migrate[1].trim().split(/\s+/).filter(Boolean);
     const db = await app();
-    return await output(
+    const text = await output(
       ["run", ...MIGRATE_PERMISSIONS.split(" "), `${ROOT}migrate.ts`, ...args],
       db.dir,
       USER_SETUP,
     );
+    return text.replaceAll(db.dir, USER_FOLDER);
   }
   throw new Error(`README asks for the output of ${command}; tools/readme.ts cannot run it`);
 }
 
+/** A markdown table laid out as deno fmt lays it out. */
+function markdownTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(3, h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+const code = (text: string) => `\`${text.replaceAll("|", "\\|")}\``;
+
+/** The blocks made from the code's declarations. */
+function generated(name: string): string {
+  if (name === "flags") {
+    const rows = FLAGS.map((flag) => [
+      code(flagUsage(flag)),
+      flag.env ? code(flag.env) : "",
+      flag.kind === "boolean"
+        ? "off"
+        : flag.choices
+        ? code(flag.choices[0])
+        : flag.default !== undefined
+        ? code(String(flag.default))
+        : "",
+      flag.help.replaceAll("|", "\\|"),
+    ]);
+    const variables = LIBPQ_VARIABLES.map((v) => ["", code(v.name), "", v.help]);
+    return markdownTable(["flag", "variable", "default", "what it does"], [...rows, ...variables]);
+  }
+  if (name === "create-schema") {
+    return "```sql\n" + TABLES.flatMap(createTableDdl).map((ddl) => `${ddl};`).join("\n") + "\n```";
+  }
+  throw new Error(`README asks for a generated block ${name}; tools/readme.ts cannot make it`);
+}
+
+/** Table cells compared as deno fmt may pad them. */
+const normalizeTable = (text: string) =>
+  text.trim().replace(/ {2,}/g, " ").replace(/-{3,}/g, "---").replace(/ \|/g, "|");
+
 async function main(): Promise<number> {
   const check = Deno.args.includes("--check");
-  const readme = await Deno.readTextFile(README);
+  const original = await Deno.readTextFile(README);
+  let stale = 0;
+  const readme = original.replace(GENERATED, (_, name: string, old: string) => {
+    const now = generated(name);
+    if (normalizeTable(old) !== normalizeTable(now)) {
+      stale++;
+      if (check) {
+        console.error(`README: the generated block ${name} is not what the code declares now`);
+      }
+    }
+    return `<!-- generated: ${name} -->\n\n${now}\n\n<!-- end of generated -->`;
+  });
   let db: AppDatabase | undefined;
   const app = async () => db ??= await AppDatabase.start();
   const fresh = new Map<number, string>();
@@ -150,8 +193,7 @@ async function main(): Promise<number> {
   } finally {
     await db?.stop();
   }
-  let stale = 0;
-  const updated = readme.replace(BLOCK, (_, command: string, old: string, index: number) => {
+  const updated = readme.replace(BLOCK, (_, command: string, old = "", index: number) => {
     const now = fresh.get(index)!;
     if (normalize(old) !== normalize(now)) {
       stale++;
@@ -168,7 +210,9 @@ async function main(): Promise<number> {
   });
   if (check) {
     if (stale > 0) console.error("fix: deno task readme");
-    else console.log(`README: ${fresh.size} output samples match the current code`);
+    else {console.log(
+        `README: ${fresh.size} output samples and the generated blocks match the current code`,
+      );}
     return stale > 0 ? 1 : 0;
   }
   await Deno.writeTextFile(README, updated);
