@@ -2,10 +2,11 @@
 // one line what is missing when it cannot. deno compile downloads Deno's
 // runtime for the binary (denort) on first use; offline, it prints a raw
 // error with a backtrace and leaves an empty dist/.
+// The binary runs with the permissions `deno task migrate` grants.
+import { MIGRATE_PERMISSIONS } from "./permissions.ts";
+
 const ROOT = new URL("..", import.meta.url).pathname;
 const OUTPUT = "dist/migrate";
-/** The permissions the binary runs with: those `deno task migrate` grants. */
-const PERMISSIONS = ["--allow-read", "--allow-write", "--allow-env", "--allow-net", "--allow-sys"];
 
 /** Where deno compile fetches the runtime from: the URL in its own error message. */
 const DOWNLOAD = /https:\/\/\S+\/denort-[\w.-]+\.zip/;
@@ -14,7 +15,7 @@ async function main(): Promise<number> {
   const dist = `${ROOT}dist`;
   const existed = await Deno.stat(dist).then(() => true, () => false);
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["compile", ...PERMISSIONS, "--output", OUTPUT, "migrate.ts", ...Deno.args],
+    args: ["compile", ...MIGRATE_PERMISSIONS, "--output", OUTPUT, "migrate.ts", ...Deno.args],
     cwd: ROOT,
     env: { NO_COLOR: "1" },
     stdout: "inherit",

@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { generate, SIZES } from "./generate.ts";
 import { startEmbeddedPostgres } from "./embedded_pg.ts";
+import { MIGRATE_PERMISSIONS } from "./permissions.ts";
 
 const USAGE = `deno task demo: migrate a sample Music Time Machine database into a real PostgreSQL
 
@@ -27,14 +28,6 @@ the end (unless --keep). .env is not read: the demo never touches your app's tar
   DATABASE_URL=postgresql://me@localhost/scratch deno task demo --keep`;
 
 const MIGRATE_TS = new URL("../migrate.ts", import.meta.url).pathname;
-/** The permissions `deno task migrate` grants. */
-const MIGRATE_PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-net",
-  "--allow-sys",
-];
 const EMBEDDED_DATABASE = "music_time_machine_pg";
 
 /** The tutorial's JSONB queries (section 4's check, grown into questions a user asks). */

@@ -20,6 +20,7 @@ import { generate } from "./generate.ts";
 import { createTableDdl, TABLES } from "../src/tables.ts";
 import { FLAGS, flagUsage, LIBPQ_VARIABLES } from "../src/options.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./embedded_pg.ts";
+import { MIGRATE_PERMISSIONS } from "./permissions.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const README = `${ROOT}README.md`;
@@ -27,7 +28,6 @@ const BLOCK = /<!-- output of: (.+?) -->\n+(?:```text\n([\s\S]*?)```\n+)?<!-- en
 const GENERATED = /<!-- generated: (.+?) -->\n+([\s\S]*?)\n*<!-- end of generated -->/g;
 /** Where README shows the temp folders the commands ran in: the user's folder. */
 const USER_FOLDER = "/home/you/migrate.ts";
-const MIGRATE_PERMISSIONS = "--allow-read --allow-write --allow-env --allow-net --allow-sys";
 
 /** The app's target: the tutorial's tables, as --create-schema makes them. */
 const APP_SCHEMA = TABLES.flatMap(createTableDdl).join(";\n");
@@ -121,7 +121,7 @@ async function run(command: string, app: () => Promise<AppDatabase>): Promise<st
     const args = migrate[1].trim().split(/\s+/).filter(Boolean);
     const db = await app();
     const text = await output(
-      ["run", ...MIGRATE_PERMISSIONS.split(" "), `${ROOT}migrate.ts`, ...args],
+      ["run", ...MIGRATE_PERMISSIONS, `${ROOT}migrate.ts`, ...args],
       db.dir,
       USER_SETUP,
     );
