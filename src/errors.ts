@@ -34,15 +34,22 @@ export class MigrationError extends Error {
     this.report = report;
   }
 
-  /** 1 for data problems and verification mismatches, 70 for our bugs, 2 otherwise. */
+  /** 1 for data problems and verification mismatches, 3 for a lock not granted, 70 for our bugs, 2 otherwise. */
   get exitCode(): number {
     if (this.kind === "internal") return EXIT_INTERNAL;
+    if (this.kind === "lock") return EXIT_LOCK_TIMEOUT;
     return this.kind === "data" || this.kind === "verification" ? 1 : 2;
   }
 }
 
 /** Exit code of an internal error, a bug of ours (EX_SOFTWARE in sysexits.h). */
 export const EXIT_INTERNAL = 70;
+
+/**
+ * Exit code of a run that gave up waiting for a lock (--lock-timeout): the
+ * target is busy, not misconfigured, so a cut-over script may retry.
+ */
+export const EXIT_LOCK_TIMEOUT = 3;
 
 /** How many rows of each problem kind are named in messages and reports. */
 export const EXAMPLES_PER_KIND = 20;
@@ -141,6 +148,7 @@ export const EXIT_CODES: readonly string[] = [
   "0 success",
   "1 data problem or verification mismatch",
   "2 usage, configuration or connection error",
+  `${EXIT_LOCK_TIMEOUT} gave up waiting for a lock another session holds (--lock-timeout)`,
   `${EXIT_INTERNAL} internal error (a bug: please report it)`,
   "129 SIGHUP, 130 SIGINT (Ctrl-C), 143 SIGTERM: rolled back",
 ];

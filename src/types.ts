@@ -69,11 +69,27 @@ export interface Options {
   onProgress?: (progress: Progress) => void;
   /** Called with one line per step ("reading tracks", "waiting for lock"). */
   onStep?: (line: string) => void;
+  /** Called once the transaction began, with the server settings the run set for itself. */
+  onSettings?: (settings: SessionSetting[]) => void;
   /**
    * Called once connected, with what cancels the run's running statement
    * (PostgreSQL's CancelRequest): the CLI sends it when a signal ends the run.
    */
   onCancelKey?: (key: CancelKey) => void;
+}
+
+/** A server setting the run sets for its transaction, whatever a role or database sets. */
+export interface SessionSetting {
+  /** The setting's name, as pg_settings spells it. */
+  name: string;
+  /** The value for the run. */
+  value: string;
+  /** What the server gave the session. */
+  was: string;
+  /** Where that came from (pg_settings.source): user, database, configuration file, default. */
+  source: string;
+  /** Why the run cannot leave it to the server. */
+  why: string;
 }
 
 /** Rows done so far for one table. */
@@ -247,7 +263,14 @@ export interface Report {
  * Why a run stopped. `exitCode` is 1 for data, 2 for usage/setup/connection,
  * 70 for an internal error (a bug of ours).
  */
-export type ErrorKind = "usage" | "config" | "connection" | "data" | "verification" | "internal";
+export type ErrorKind =
+  | "usage"
+  | "config"
+  | "connection"
+  | "lock"
+  | "data"
+  | "verification"
+  | "internal";
 
 /** Defaults, as in the seed script. */
 export const DEFAULTS = {

@@ -407,3 +407,66 @@ export async function contentOf(env: Env) {
   const { tracks, snapshots } = await targetRows(env);
   return { tracks: tracks.map(({ updated_at: _, ...row }) => row), snapshots };
 }
+
+/** Runs the CLI and calls `when` with each stdout line until it returns true. */
+export async function spawnUntil(args: string[], when: (line: string) => boolean) {
+  const child = cliCommand(args).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (true) {
+    const { value, done } = await lines.read();
+    if (done) break;
+    seen += value;
+    if (seen.split("\n").some(when)) break;
+  }
+  /** Reads the rest of the output and waits for the exit. */
+  const finish = async (): Promise<CliResult> => {
+    while (true) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      seen += value;
+    }
+    const stderr = await new Response(child.stderr).text();
+    return { code: (await child.status).code, stdout: seen, stderr };
+  };
+  return { child, lines, seen: () => seen, finish };
+}
+
+/**
+ * A login role of its own for one test (a random name: another suite may
+ * run on the same server), made with `setup` (ALTER ROLE … SET, GRANTs on
+ * the test's schema), dropped afterwards; `url` logs in as it.
+ */
+export async function withRole(
+  env: Env,
+  setup: (role: string) => string,
+  fn: (role: { name: string; url: string }) => Promise<void>,
+): Promise<void> {
+  const name = `mtm_t_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const password = crypto.randomUUID();
+  await env.sql.unsafe(`CREATE ROLE ${name} LOGIN PASSWORD '${password}'`);
+  try {
+    await env.sql.unsafe(`GRANT USAGE ON SCHEMA ${env.schema} TO ${name}; ${setup(name)}`);
+    const url = new URL(TEST_DATABASE_URL);
+    url.username = name;
+    url.password = password;
+    await fn({ name, url: url.href });
+  } finally {
+    await env.sql.unsafe(`REVOKE ALL ON ALL TABLES IN SCHEMA ${env.schema} FROM ${name};
+      REVOKE ALL ON SCHEMA ${env.schema} FROM ${name}`);
+    await env.sql.unsafe(`DROP ROLE ${name}`);
+  }
+}
+
+/** Waits until a session waits for a lock on a table of this test's schema; returns its pid. */
+export async function waitForTableLockWait(env: Env): Promise<number> {
+  for (let tries = 0; tries < 1500; tries++) {
+    const [waiting] = await env.sql`
+      SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE NOT l.granted AND n.nspname = ${env.schema}`;
+    if (waiting) return waiting.pid;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`no session came to wait for a lock on a table of ${env.schema}`);
+}

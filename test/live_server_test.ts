@@ -1,0 +1,241 @@
+// Beside a live app, on a hosted server: the locks a run waits for and who
+// holds them, the settings a role carries, read-only checks and servers, and
+// sessions the server ends.
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import {
+  counts,
+  type Env,
+  runCli,
+  snapshot,
+  spawnUntil,
+  TEST_DATABASE_URL,
+  track,
+  waitForTableLockWait,
+  withRole,
+  withTarget,
+  writeSqlite,
+} from "./support.ts";
+
+const APP = "music-app";
+
+/** The app mid-request: an open transaction that has updated one track. */
+async function appWriting(env: Env) {
+  const app = postgres(TEST_DATABASE_URL, {
+    max: 1,
+    onnotice: () => {},
+    connection: { application_name: APP },
+  });
+  const session = await app.reserve();
+  await session`BEGIN`;
+  await session.unsafe(`UPDATE ${env.schema}.tracks SET name = name WHERE track_id = 'a'`);
+  const [{ pid }] = await session`SELECT pg_backend_pid() AS pid`;
+  let open = true;
+  return {
+    pid: pid as number,
+    /** Ends the app's transaction (idempotent), and its connection. */
+    async end() {
+      if (open) {
+        open = false;
+        await session`ROLLBACK`;
+        session.release();
+        await app.end();
+      }
+    },
+  };
+}
+
+/** Two tracks migrated, so that a run finds rows and locks the tables. */
+async function migrated(env: Env) {
+  writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a"), snapshot("b")]);
+  const first = await runCli(env.flags);
+  assert.equal(first.code, 0, first.stderr);
+}
+
+Deno.test("a run waiting for the app's lock says who holds it and the fix, then goes on", async () => {
+  await withTarget(async (env) => {
+    await migrated(env);
+    const app = await appWriting(env);
+    try {
+      const run = await spawnUntil(env.flags, (line) => line.startsWith("waiting for tables"));
+      const line = run.seen().split("\n").find((l) => l.startsWith("waiting for tables"))!;
+      assert.match(line, new RegExp(`held by session pid ${app.pid} \\(application_name ${APP}, `));
+      assert.match(line, /client 127\.0\.0\.1, idle in transaction, in its transaction since /);
+      assert.match(line, new RegExp(`fix: .*SELECT pg_terminate_backend\\(${app.pid}\\)`));
+      assert.doesNotMatch(line, /another migration/);
+      await app.end();
+      const { code, stderr } = await run.finish();
+      assert.equal(code, 0, stderr);
+    } finally {
+      await app.end();
+    }
+  });
+});
+
+Deno.test("--lock-timeout ends a wait for the app's lock: exit 3, the holder named, nothing written", async () => {
+  await withTarget(async (env) => {
+    await migrated(env);
+    await Deno.remove(env.sqlitePath);
+    writeSqlite(env.sqlitePath, [track("a"), track("b"), track("c")], [snapshot("a")]);
+    const app = await appWriting(env);
+    try {
+      const result = await runCli([...env.flags, "--lock-timeout", "2", "--prune"]);
+      assert.equal(result.code, 3, result.stderr);
+      assert.match(
+        result.stderr,
+        new RegExp(
+          `^error: gave up after waiting 2 s for tables tracks, snapshots \\(LOCK TABLE … IN SHARE ROW EXCLUSIVE MODE\\), held by session pid ${app.pid} \\(application_name ${APP}, .*; nothing was written\\nfix: finish that session's transaction \\(COMMIT or ROLLBACK\\), or end it: SELECT pg_terminate_backend\\(${app.pid}\\), then rerun; or raise --lock-timeout`,
+        ),
+      );
+    } finally {
+      await app.end();
+    }
+    assert.deepEqual(await counts(env), [2, 2]);
+  });
+});
+
+Deno.test("a second migration names the first, and the app session the first waits for", async () => {
+  await withTarget(async (env) => {
+    await migrated(env);
+    const app = await appWriting(env);
+    try {
+      const first = await spawnUntil(env.flags, (line) => line.startsWith("waiting for tables"));
+      const firstPid = await waitForTableLockWait(env);
+      const second = await runCli([...env.flags, "--lock-timeout", "2"]);
+      assert.equal(second.code, 3, second.stderr);
+      assert.match(
+        second.stderr,
+        new RegExp(
+          `^error: gave up after waiting 2 s for the lock of migrations into schema \\S+, held by another migration, pid ${firstPid} \\(application_name migrate\\.ts, .*\\), which itself waits for session pid ${app.pid} \\(application_name ${APP}, `,
+        ),
+      );
+      assert.match(second.stderr, new RegExp(`SELECT pg_terminate_backend\\(${app.pid}\\)`));
+      await app.end();
+      const done = await first.finish();
+      assert.equal(done.code, 0, done.stderr);
+    } finally {
+      await app.end();
+    }
+  });
+});
+
+Deno.test("the server ending a run's session while it waits for a lock: exit 2, nothing written, a rerun completes", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a")], [snapshot("a")]);
+    await env.sql.unsafe(`INSERT INTO ${env.schema}.tracks (track_id, name, artist_name)
+      VALUES ('a', 'old', 'old')`);
+    const app = await appWriting(env);
+    try {
+      const run = await spawnUntil(env.flags, (line) => line.startsWith("waiting for tables"));
+      const pid = await waitForTableLockWait(env);
+      await env.sql`SELECT pg_terminate_backend(${pid})`;
+      const { code, stderr } = await run.finish();
+      assert.equal(code, 2, stderr);
+      assert.match(stderr, /the transaction was rolled back, rerun to complete/);
+      assert.ok(!stderr.includes("    at "), "no stack trace");
+    } finally {
+      await app.end();
+    }
+    assert.deepEqual(await counts(env), [1, 0]);
+    const rerun = await runCli(env.flags);
+    assert.equal(rerun.code, 0, rerun.stderr);
+    assert.deepEqual(await counts(env), [1, 1]);
+  });
+});
+
+Deno.test("a role's statement and idle-in-transaction timeouts do not end a run; --verbose shows what it set", async () => {
+  await withTarget(async (env) => {
+    const tracks = Array.from({ length: 2000 }, (_, i) => track(`t${i}`));
+    writeSqlite(env.sqlitePath, tracks, tracks.map((t) => snapshot(String(t.track_id))));
+    await withRole(
+      env,
+      (role) =>
+        `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${env.schema} TO ${role};
+         ALTER ROLE ${role} SET statement_timeout = '20ms';
+         ALTER ROLE ${role} SET idle_in_transaction_session_timeout = '20ms'`,
+      async (role) => {
+        const first = await runCli([...env.flags, "--database-url", role.url, "--verbose"]);
+        assert.equal(first.code, 0, first.stderr);
+        assert.match(first.stdout, /^ {2}statement_timeout = 0 \(was 20ms, from user\): /m);
+        assert.match(
+          first.stdout,
+          /^ {2}idle_in_transaction_session_timeout = 0 \(was 20ms, from user\): /m,
+        );
+        assert.deepEqual(await counts(env), [2000, 2000]);
+        await env.sql.unsafe(`UPDATE ${env.schema}.tracks SET name = 'changed'
+          WHERE track_id IN ('t1', 't1000')`);
+        const rerun = await runCli([...env.flags, "--database-url", role.url]);
+        assert.equal(rerun.code, 0, rerun.stderr);
+        const [{ n }] = await env.sql.unsafe(
+          `SELECT count(*)::int AS n FROM ${env.schema}.tracks WHERE name = 'changed'`,
+        );
+        assert.equal(n, 0);
+      },
+    );
+  });
+});
+
+Deno.test("--verify-only needs only SELECT, waits for no app lock, and names a missing GRANT", async () => {
+  await withTarget(async (env) => {
+    await migrated(env);
+    await withRole(
+      env,
+      (role) => `GRANT SELECT ON ALL TABLES IN SCHEMA ${env.schema} TO ${role}`,
+      async (role) => {
+        const app = await appWriting(env);
+        try {
+          // Under the app's open write: a table lock would wait, and give up after 2 s.
+          const check = await runCli([
+            ...env.flags,
+            "--database-url",
+            role.url,
+            "--verify-only",
+            "--lock-timeout",
+            "2",
+          ]);
+          assert.equal(check.code, 0, check.stderr);
+          assert.match(check.stdout, /Verified: PostgreSQL matches SQLite/);
+        } finally {
+          await app.end();
+        }
+        await env.sql.unsafe(`REVOKE SELECT ON ${env.schema}.snapshots FROM ${role.name}`);
+        const refused = await runCli([
+          ...env.flags,
+          "--database-url",
+          role.url,
+          "--verify-only",
+          "--json",
+        ]);
+        assert.equal(refused.code, 2, refused.stderr);
+        const { error } = JSON.parse(refused.stdout);
+        assert.equal(error.kind, "config");
+        assert.match(error.message, new RegExp(`user ${role.name} lacks privileges .*SELECT ON`));
+        assert.equal(error.hint, `GRANT SELECT ON "${env.schema}"."snapshots" TO "${role.name}"`);
+      },
+    );
+  });
+});
+
+Deno.test("a role whose transactions are read-only is refused a migration before anything is read", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a")], [snapshot("a")]);
+    await withRole(
+      env,
+      (role) =>
+        `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${env.schema} TO ${role};
+         ALTER ROLE ${role} SET default_transaction_read_only = on`,
+      async (role) => {
+        for (const mode of [[], ["--dry-run"]]) {
+          const result = await runCli([...env.flags, "--database-url", role.url, ...mode]);
+          assert.equal(result.code, 2, result.stderr);
+          assert.match(
+            result.stderr,
+            /^error: the server is read-only for this user: default_transaction_read_only is on \(set by user\), .*; nothing was read\nfix: point DATABASE_URL at the primary/,
+          );
+          assert.doesNotMatch(result.stdout, /reading|staging|comparing/);
+        }
+        assert.deepEqual(await counts(env), [0, 0]);
+      },
+    );
+  });
+});
