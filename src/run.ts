@@ -34,6 +34,7 @@ import { openRejectFile } from "./reject_file.ts";
 import { ownSession, transactionMode } from "./session.ts";
 import { advisoryLockOn, conflictingTableLocks, waitForLock } from "./lock_wait.ts";
 import { checkPrivileges } from "./privileges.ts";
+import { checkWithoutWriting } from "./read_only_check.ts";
 
 const WORK_MEM = "256MB";
 
@@ -113,8 +114,8 @@ async function runInTransaction(
   sink: ProblemSink | undefined,
 ): Promise<Report> {
   const step = options.onStep ?? (() => {});
-  const settings = await ownSession(tx, options);
-  options.onSettings?.(settings);
+  const session = await ownSession(tx, options);
+  options.onSettings?.(session.settings);
   // A check reads one snapshot (REPEATABLE READ) and, as any reader, waits
   // for no one.
   const reading = options.mode === "verify-only";
@@ -125,14 +126,20 @@ async function runInTransaction(
   await checkPrivileges(tx, plans, options);
   if (!reading) await lockTables(tx, plans, options, step);
 
-  const fast = options.careful ? null : await loadDirect(tx, source, plans, options, step) ??
-    await rerunByBuckets(tx, source, plans, options, step);
+  // Where nothing can be written (a standby), a check compares without
+  // temporary tables.
+  const fast = session.readOnly
+    ? await checkWithoutWriting(tx, source, plans, options, step)
+    : options.careful
+    ? null
+    : await loadDirect(tx, source, plans, options, step) ??
+      await rerunByBuckets(tx, source, plans, options, step);
   if (fast) {
     await syncSequences(tx, plans, fast.written, options);
     const rows = new Map(plans.map((p) => [p, source.tables[p.spec.name].rows]));
     const none = new Map(plans.map((p) => [p, 0]));
     return {
-      ok: true,
+      ok: fast.verification.ok,
       mode: options.mode,
       committed: false,
       sqlitePath: options.sqlitePath,

@@ -75,12 +75,19 @@ export function transactionMode(mode: Mode): string {
     : "isolation level read committed";
 }
 
+/** What the transaction's first step found and set. */
+export interface Session {
+  /** The settings set, with what they were and where that came from. */
+  settings: SessionSetting[];
+  /** Nothing can be written, not even a temporary table: only a check can run. */
+  readOnly: boolean;
+}
+
 /**
  * The transaction's first step: refuses a read-only server for a run that
- * writes, then sets {@link OWNED_SETTINGS} and returns them with what they
- * were and where that came from.
+ * writes, then sets {@link OWNED_SETTINGS}.
  */
-export async function ownSession(tx: Tx, options: Options): Promise<SessionSetting[]> {
+export async function ownSession(tx: Tx, options: Options): Promise<Session> {
   const [server] = await tx`
     SELECT pg_is_in_recovery() AS standby,
            current_setting('transaction_read_only') = 'on' AS read_only,
@@ -97,7 +104,7 @@ export async function ownSession(tx: Tx, options: Options): Promise<SessionSetti
     await tx`SELECT set_config(${row.name}, ${value}, true)`;
     settings.push({ name: owned.name, value, was: row.was, source: row.source, why: owned.why });
   }
-  return settings;
+  return { settings, readOnly: server.standby || server.read_only };
 }
 
 /** Whether the server takes writes from this session. */

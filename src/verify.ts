@@ -179,7 +179,7 @@ async function verifyFromSource(
  * Reads the rows with these keys from SQLite again and compares them with
  * the target by value, over bind parameters; returns the keys that differ.
  */
-async function recheck(
+export async function recheck(
   tx: Tx,
   source: Source,
   plan: TablePlan,

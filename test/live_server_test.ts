@@ -216,17 +216,18 @@ Deno.test("--verify-only needs only SELECT, waits for no app lock, and names a m
   });
 });
 
-Deno.test("a role whose transactions are read-only is refused a migration before anything is read", async () => {
+Deno.test("a role whose transactions are read-only: a migration is refused before anything is read; --verify-only compares", async () => {
   await withTarget(async (env) => {
-    writeSqlite(env.sqlitePath, [track("a")], [snapshot("a")]);
+    writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a"), snapshot("b")]);
     await withRole(
       env,
       (role) =>
         `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${env.schema} TO ${role};
          ALTER ROLE ${role} SET default_transaction_read_only = on`,
       async (role) => {
+        const flags = [...env.flags, "--database-url", role.url];
         for (const mode of [[], ["--dry-run"]]) {
-          const result = await runCli([...env.flags, "--database-url", role.url, ...mode]);
+          const result = await runCli([...flags, ...mode]);
           assert.equal(result.code, 2, result.stderr);
           assert.match(
             result.stderr,
@@ -235,6 +236,30 @@ Deno.test("a role whose transactions are read-only is refused a migration before
           assert.doesNotMatch(result.stdout, /reading|staging|comparing/);
         }
         assert.deepEqual(await counts(env), [0, 0]);
+
+        const migrated = await runCli(env.flags);
+        assert.equal(migrated.code, 0, migrated.stderr);
+        const check = await runCli([...flags, "--verify-only"]);
+        assert.equal(check.code, 0, check.stderr);
+        assert.match(check.stdout, /reading only/);
+        assert.match(check.stdout, /Verified: PostgreSQL matches SQLite/);
+        await env.sql.unsafe(`UPDATE ${env.schema}.tracks SET name = 'changed' WHERE track_id = 'b';
+          DELETE FROM ${env.schema}.snapshots WHERE track_id = 'a'`);
+        const differs = await runCli([...flags, "--verify-only", "--json"]);
+        assert.equal(differs.code, 1, differs.stderr);
+        const report = JSON.parse(differs.stdout);
+        assert.deepEqual(
+          report.verification.mismatches.flatMap((g: { examples: unknown[] }) => g.examples),
+          [
+            { kind: "content-mismatch", table: "tracks", key: "b", value: "values differ" },
+            {
+              kind: "content-mismatch",
+              table: "snapshots",
+              key: "a/2024-03-01/short_term",
+              value: "missing in PostgreSQL",
+            },
+          ],
+        );
       },
     );
   });
