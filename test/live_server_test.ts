@@ -264,3 +264,164 @@ Deno.test("a role whose transactions are read-only: a migration is refused befor
     );
   });
 });
+
+/** Debian's PostgreSQL binaries, for a throwaway primary and its standby. */
+const PG_BIN = "/usr/lib/postgresql/15/bin";
+
+const NO_CLUSTER_TOOLS = ["initdb", "pg_ctl", "pg_basebackup"]
+    .some((tool) => !existsSync(`${PG_BIN}/${tool}`))
+  ? `no ${PG_BIN}/{initdb,pg_ctl,pg_basebackup} (Debian's postgresql-15)`
+  : undefined;
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A port nobody listens on right now. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** Runs a PostgreSQL tool, as the postgres OS user when this is root (initdb refuses root). */
+async function pgTool(tool: string, args: string[]): Promise<void> {
+  const asPostgres = Deno.uid() === 0;
+  const { code, stderr } = await new Deno.Command(
+    asPostgres ? "runuser" : `${PG_BIN}/${tool}`,
+    {
+      args: asPostgres ? ["-u", "postgres", "--", `${PG_BIN}/${tool}`, ...args] : args,
+      stdout: "null",
+      stderr: "piped",
+    },
+  ).output();
+  if (code !== 0) throw new Error(`${tool} failed: ${new TextDecoder().decode(stderr)}`);
+}
+
+/**
+ * A tiny primary and a hot standby made from its base backup (pg_basebackup
+ * -R writes standby.signal and primary_conninfo), each on a free port,
+ * trusting local logins; both stopped and deleted afterwards.
+ */
+async function withStandby(
+  fn: (urls: { primary: string; standby: string }) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "migrate_standby_" });
+  if (Deno.uid() === 0) await Deno.chown(dir, uidOf("postgres"), null);
+  const [primary, standby] = [`${dir}/primary`, `${dir}/standby`];
+  const [primaryPort, standbyPort] = [freePort(), freePort()];
+  const start = (data: string, port: number) =>
+    pgTool("pg_ctl", [
+      "-D",
+      data,
+      "-l",
+      `${data}.log`,
+      "-w",
+      "-o",
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB`,
+      "start",
+    ]);
+  const started: string[] = [];
+  try {
+    await pgTool("initdb", ["-D", primary, "-U", "postgres", "--auth=trust", "-E", "UTF8", "-N"]);
+    await start(primary, primaryPort);
+    started.push(primary);
+    await pgTool("pg_basebackup", [
+      "-D",
+      standby,
+      "-R",
+      "-c",
+      "fast",
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(primaryPort),
+      "-U",
+      "postgres",
+      "-N",
+    ]);
+    await start(standby, standbyPort);
+    started.push(standby);
+    const url = (port: number) => `postgresql://postgres:unused@127.0.0.1:${port}/postgres`;
+    await fn({ primary: url(primaryPort), standby: url(standbyPort) });
+  } finally {
+    for (const data of started.reverse()) {
+      await pgTool("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"]).catch(() => {});
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function uidOf(user: string): number {
+  const line = Deno.readTextFileSync("/etc/passwd").split("\n")
+    .find((l) => l.startsWith(`${user}:`));
+  if (!line) throw new Error(`no OS user ${user}`);
+  return Number(line.split(":")[2]);
+}
+
+/** Waits until the standby has replayed everything the primary has written so far. */
+async function caughtUp(primary: postgres.Sql, standby: postgres.Sql): Promise<void> {
+  const [{ lsn }] = await primary`SELECT pg_current_wal_lsn()::text AS lsn`;
+  for (let tries = 0; tries < 1500; tries++) {
+    const [{ done }] = await standby`SELECT pg_last_wal_replay_lsn() >= ${lsn}::pg_lsn AS done`;
+    if (done) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`the standby never replayed up to ${lsn}`);
+}
+
+Deno.test({
+  name:
+    `against a hot standby: --verify-only compares with a SELECT-only role; a migration is refused${
+      NO_CLUSTER_TOOLS ? ` (ignored: ${NO_CLUSTER_TOOLS})` : ""
+    }`,
+  ignore: !!NO_CLUSTER_TOOLS,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "migrate_test_" });
+    const sqlitePath = `${dir}/music_time_machine.db`;
+    writeSqlite(sqlitePath, [track("a"), track("b")], [snapshot("a"), snapshot("b")]);
+    try {
+      await withStandby(async (urls) => {
+        const primary = postgres(urls.primary, { max: 1, onnotice: () => {} });
+        const standby = postgres(urls.standby, { max: 1, onnotice: () => {} });
+        try {
+          const flags = ["--sqlite", sqlitePath, "--schema", "music"];
+          const created = await runCli([
+            ...flags,
+            "--database-url",
+            urls.primary,
+            "--create-schema",
+          ]);
+          assert.equal(created.code, 0, created.stderr);
+          await primary.unsafe(`CREATE ROLE reader LOGIN;
+            GRANT USAGE ON SCHEMA music TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA music TO reader`);
+          await caughtUp(primary, standby);
+          const reader = urls.standby.replace("postgres:unused@", "reader:unused@");
+
+          const check = await runCli([...flags, "--database-url", reader, "--verify-only"]);
+          assert.equal(check.code, 0, check.stderr);
+          assert.match(check.stdout, /reading only/);
+          assert.match(check.stdout, /Verified: PostgreSQL matches SQLite/);
+
+          const refused = await runCli([...flags, "--database-url", urls.standby]);
+          assert.equal(refused.code, 2, refused.stderr);
+          assert.match(
+            refused.stderr,
+            /^error: the server is read-only: it is a standby \(a read replica, in recovery\) and cannot take a migration; nothing was read\nfix: point DATABASE_URL at the primary/,
+          );
+        } finally {
+          await primary.end();
+          await standby.end();
+        }
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
