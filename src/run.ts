@@ -64,7 +64,7 @@ export async function migrate(options: Partial<Options> = {}): Promise<Report> {
   resolved.connectTimeout = options.connectTimeout ?? resolved.connection.connectTimeout;
   const started = performance.now();
   getReady(resolved.connection);
-  const source = openSource(resolved.sqlitePath);
+  const source = openSource(resolved.sqlitePath, resolved);
   const rejects = resolved.rejectFile ? openRejectFile(resolved.rejectFile) : undefined;
   let sql: Sql | undefined;
   // Seconds to let the connection close politely. After a failure nothing is

@@ -425,3 +425,74 @@ Deno.test({
     }
   },
 });
+
+/**
+ * The app in the middle of a write on the SQLite file (rollback journal):
+ * another process holds its exclusive lock until its stdin closes.
+ */
+async function sqliteWriter(path: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `import { DatabaseSync } from "node:sqlite";
+       const db = new DatabaseSync(${JSON.stringify(path)});
+       db.exec("BEGIN EXCLUSIVE");
+       db.exec("UPDATE tracks SET name = 'being written'");
+       console.log("locked");
+       for await (const _ of Deno.stdin.readable);
+       db.exec("ROLLBACK");`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  for (let seen = ""; !seen.includes("locked");) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error("the SQLite writer ended before it locked the file");
+    seen += value;
+  }
+  lines.releaseLock();
+  return {
+    async release() {
+      await child.stdin.close().catch(() => {});
+      await child.status;
+      await child.stdout.cancel().catch(() => {});
+    },
+  };
+}
+
+Deno.test("the app's write on the SQLite file is waited out, said after a moment, and bounded by --lock-timeout", async (t) => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a")], [snapshot("a")]);
+    await t.step("waited out", async () => {
+      const writer = await sqliteWriter(env.sqlitePath);
+      try {
+        const run = await spawnUntil(env.flags, (line) => line.startsWith("waiting for SQLite"));
+        assert.match(
+          run.seen(),
+          /\nwaiting for SQLite \S+: another process \(the app\?\) is writing to it and holds its lock \(1 s; giving up after 10 s\)\n/,
+        );
+        await writer.release();
+        const result = await run.finish();
+        assert.equal(result.code, 0, result.stderr);
+        assert.deepEqual(await counts(env), [1, 1]);
+      } finally {
+        await writer.release();
+      }
+    });
+    await t.step("given up after --lock-timeout", async () => {
+      const writer = await sqliteWriter(env.sqlitePath);
+      try {
+        const result = await runCli([...env.flags, "--lock-timeout", "2"]);
+        assert.equal(result.code, 3, result.stderr);
+        assert.match(
+          result.stderr,
+          /^error: gave up after waiting 2 s for SQLite \S+: another process \(the app\?\) holds a write lock on it; nothing was read\nfix: let the app finish its write/,
+        );
+      } finally {
+        await writer.release();
+      }
+    });
+  });
+});
