@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import {
+  bulkRows,
   counts,
   type Env,
   runCli,
@@ -494,5 +495,34 @@ Deno.test("the app's write on the SQLite file is waited out, said after a moment
         await writer.release();
       }
     });
+  });
+});
+
+Deno.test("--lock-timeout bounds a later lock wait too: a first run's ALTER TABLE behind the app's open read", async () => {
+  await withTarget(async (env) => {
+    const [tracks, snapshots] = bulkRows(1000, 12); // 12,000 snapshots: the bulk path
+    writeSqlite(env.sqlitePath, tracks, snapshots);
+    const app = postgres(TEST_DATABASE_URL, {
+      max: 1,
+      onnotice: () => {},
+      connection: { application_name: APP },
+    });
+    const reading = await app.reserve();
+    try {
+      // A reader's ACCESS SHARE lets LOCK TABLE through, not the bulk load's ALTER TABLE.
+      await reading`BEGIN`;
+      await reading.unsafe(`SELECT count(*) FROM ${env.schema}.snapshots`);
+      const result = await runCli([...env.flags, "--lock-timeout", "2", "--json"]);
+      assert.equal(result.code, 3, result.stderr);
+      const { error } = JSON.parse(result.stdout);
+      assert.equal(error.kind, "lock");
+      assert.match(error.message, /canceling statement due to lock timeout/);
+      assert.match(error.hint, /longer than --lock-timeout/);
+    } finally {
+      await reading`ROLLBACK`;
+      reading.release();
+      await app.end();
+    }
+    assert.deepEqual(await counts(env), [0, 0]);
   });
 });
