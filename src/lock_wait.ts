@@ -91,7 +91,11 @@ export async function waitForLock(
   }
 }
 
-/** One slice of the wait: true if the lock was granted within `ms`. */
+/**
+ * One slice of the wait: true if the lock was granted within `ms`. In
+ * postgres.js's savepoint(): a failed statement outside one fails the whole
+ * transaction, even when caught.
+ */
 async function tryFor(tx: Tx, lock: WantedLock, ms: number): Promise<boolean> {
   try {
     await tx.savepoint(async (sp) => {

@@ -105,7 +105,7 @@ const FLAGS: readonly FlagSpec[] = [
     name: "lock-timeout",
     type: "string",
     value: " SEC",
-    help: "give up after SEC seconds waiting for another run on the same schema (default: wait)",
+    help: "give up after SEC seconds waiting for a lock: another run, the app (default: wait)",
   },
   { name: "quiet", type: "boolean", help: "print only errors" },
   { name: "verbose", type: "boolean", help: "also say where each connection setting came from" },

@@ -42,7 +42,9 @@ const OWNED_SETTINGS: OwnedSetting[] = [
   },
   {
     name: "lock_timeout",
-    value: ({ lockTimeout }) => lockTimeout === undefined ? "0" : `${lockTimeout}s`,
+    // 0 would mean no limit: --lock-timeout 0 is the shortest wait there is.
+    value: ({ lockTimeout }) =>
+      lockTimeout === undefined ? "0" : `${Math.max(1, lockTimeout * 1000)}ms`,
     why: "--lock-timeout bounds every lock wait",
   },
   {

@@ -61,7 +61,11 @@ export interface Options {
   rejectFile?: string;
   /** Seconds to wait for a PostgreSQL connection. */
   connectTimeout: number;
-  /** Seconds to wait for another run on the same schema; wait without limit when absent. */
+  /**
+   * Seconds to wait for each lock: another run on the same schema, the app's
+   * sessions on the tables, the app's write on the SQLite file. PostgreSQL's
+   * locks are waited for without limit when absent, SQLite's for 10 s.
+   */
   lockTimeout?: number;
   /** Called once connected: the target, and whether TLS is on and verified. */
   onConnect?: (info: ConnectionInfo) => void;
