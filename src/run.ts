@@ -121,9 +121,9 @@ async function runInTransaction(
   const reading = options.mode === "verify-only";
   if (!reading) await lockTarget(tx, options, step);
   await prepareTarget(tx, options);
+  await checkPrivileges(tx, options);
   const plans = await planTables(tx, source, options);
   for (const plan of plans) step(describePlan(plan, source));
-  await checkPrivileges(tx, plans, options);
   if (!reading) await lockTables(tx, plans, options, step);
 
   // Where nothing can be written (a standby), a check compares without

@@ -160,7 +160,11 @@ Deno.test("a connection lost mid-run rolls back, exits 2 and says so", async () 
   });
 });
 
-/** Installs a statement trigger that makes INSERTs into snapshots wait until release(). */
+/** The backends that hold a lock on a table of this test's schema: its run, not another suite's. */
+const runOn = (env: Env) =>
+  env.sql`SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${env.schema}`;
+
 /** Whether a backend ends within 10 s (false if not: the caller fails, nothing hangs). */
 async function backendEnds(env: Env, pid: number): Promise<boolean> {
   const deadline = performance.now() + 10_000;
@@ -185,7 +189,7 @@ Deno.test("a connection lost while COPY streams rolls back, exits 2 and says so"
         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE pid <> pg_backend_pid() AND datname = current_database()
           AND application_name = 'migrate.ts' AND state = 'active'
-          AND query LIKE 'COPY %'`).length;
+          AND query LIKE 'COPY %' AND pid IN (${runOn(env)})`).length;
       if (terminated === 0) await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(terminated, 1, "the COPY was caught in flight");

@@ -212,6 +212,15 @@ Deno.test("--verify-only needs only SELECT, waits for no app lock, and names a m
         assert.equal(error.kind, "config");
         assert.match(error.message, new RegExp(`user ${role.name} lacks privileges .*SELECT ON`));
         assert.equal(error.hint, `GRANT SELECT ON "${env.schema}"."snapshots" TO "${role.name}"`);
+        await env.sql.unsafe(`REVOKE USAGE ON SCHEMA ${env.schema} FROM ${role.name}`);
+        const noUsage = await runCli([...env.flags, "--database-url", role.url, "--verify-only"]);
+        assert.equal(noUsage.code, 2, noUsage.stderr);
+        assert.match(
+          noUsage.stderr,
+          new RegExp(
+            `\nfix: GRANT USAGE ON SCHEMA "${env.schema}" TO "${role.name}"; GRANT SELECT ON "${env.schema}"."snapshots" TO "${role.name}"`,
+          ),
+        );
       },
     );
   });

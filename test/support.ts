@@ -268,13 +268,19 @@ export function problemKeys(error: MigrationError): string[] {
 export const TRICKY_TEXT =
   "comma, \"quotes\" 'single' back\\slash \\N tab\tnew\nline cr\r emoji 🎵🇸🇪 ü";
 
-/** Waits until `count` sessions wait for an advisory lock; returns their pids. */
-export async function waitForLockWaits(env: Env, count: number): Promise<number[]> {
+/**
+ * Waits until `count` sessions wait for an advisory lock of this test (its
+ * schema's migration lock, or `key`); returns their pids. Other suites may
+ * share the server.
+ */
+export async function waitForLockWaits(env: Env, count: number, key?: number): Promise<number[]> {
   for (let tries = 0; tries < 1500; tries++) {
     const waiting = await env.sql`
       SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'migrate.ts'
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND l.objid::bigint IN (hashtext(${`migrate.ts:${env.schema}`})::bigint & 4294967295,
+                                ${key ?? -1}::bigint)
       ORDER BY l.pid`;
     if (waiting.length >= count) return waiting.map((row) => row.pid);
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -283,7 +289,8 @@ export async function waitForLockWaits(env: Env, count: number): Promise<number[
 }
 
 export async function holdSnapshotInserts(env: Env) {
-  const key = 4_2424_2424;
+  // A key of this test's own: another suite may hold its gate on the same server.
+  const key = 1 + Math.floor(Math.random() * 2 ** 30);
   await env.sql.unsafe(`
     CREATE FUNCTION ${env.schema}.gate() RETURNS trigger LANGUAGE plpgsql
       AS 'BEGIN PERFORM pg_advisory_xact_lock(${key}); RETURN NULL; END';
@@ -302,7 +309,7 @@ export async function holdSnapshotInserts(env: Env) {
     /** The waiting run's pid; if none comes, the gate opens so that nothing hangs. */
     async waitingPid(): Promise<number> {
       try {
-        const [waiting] = await waitForLockWaits(env, 1);
+        const [waiting] = await waitForLockWaits(env, 1, key);
         return waiting;
       } catch (error) {
         await release();
