@@ -144,19 +144,27 @@ Deno.test("the server ending a run's session while it waits for a lock: exit 2, 
   });
 });
 
-Deno.test("a role's statement and idle-in-transaction timeouts do not end a run; --verbose shows what it set", async () => {
+Deno.test("a role's statement, idle-in-transaction and transaction timeouts do not end a run; --verbose shows what it set", async () => {
   await withTarget(async (env) => {
     const tracks = Array.from({ length: 2000 }, (_, i) => track(`t${i}`));
     writeSqlite(env.sqlitePath, tracks, tracks.map((t) => snapshot(String(t.track_id))));
+    // PostgreSQL 17 added transaction_timeout.
+    const [{ version }] = await env
+      .sql`SELECT current_setting('server_version_num')::int AS version`;
+    const withTransactionTimeout = version >= 170000;
     await withRole(
       env,
       (role) =>
         `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${env.schema} TO ${role};
          ALTER ROLE ${role} SET statement_timeout = '20ms';
-         ALTER ROLE ${role} SET idle_in_transaction_session_timeout = '20ms'`,
+         ALTER ROLE ${role} SET idle_in_transaction_session_timeout = '20ms';
+         ${withTransactionTimeout ? `ALTER ROLE ${role} SET transaction_timeout = '50ms'` : ""}`,
       async (role) => {
         const first = await runCli([...env.flags, "--database-url", role.url, "--verbose"]);
         assert.equal(first.code, 0, first.stderr);
+        if (withTransactionTimeout) {
+          assert.match(first.stdout, /^ {2}transaction_timeout = 0 \(was 50ms, from user\): /m);
+        } else assert.doesNotMatch(first.stdout, /transaction_timeout/);
         assert.match(first.stdout, /^ {2}statement_timeout = 0 \(was 20ms, from user\): /m);
         assert.match(
           first.stdout,
