@@ -42,6 +42,7 @@ interface Holder {
   application_name: string;
   client: string;
   state: string;
+  /** "in its transaction since …", or "connected since …" outside one. */
   since: string;
   seconds: number;
   migration: boolean;
@@ -70,18 +71,19 @@ export async function waitForLock(
     const slice = Math.max(1, Math.ceil(Math.min(noticeAt, limitMs) - waited));
     if (await tryFor(tx, lock, slice)) return;
     const holders = await holdersOf(tx, lock);
-    const seconds = Math.round((performance.now() - started) / 1000);
-    if (performance.now() - started >= limitMs) {
+    const waitedMs = performance.now() - started;
+    if (waitedMs >= limitMs) {
       throw new MigrationError(
         "lock",
         `gave up after waiting ${options.lockTimeout} s for ${lock.what}, ${
           describeHolders(holders)
         }; nothing was written`,
         `${
-          fixFor(holders)
-        }, then rerun; or raise --lock-timeout (without it the run waits as long as it takes)`,
+          holders.length > 0 ? `${fixFor(holders)}, then rerun` : "rerun"
+        }; or raise --lock-timeout (without it the run waits as long as it takes)`,
       );
     }
+    const seconds = Math.round(waitedMs / 1000);
     step(
       `${notices++ === 0 ? "waiting" : `still waiting (${seconds} s)`} for ${lock.what}, ${
         describeHolders(holders)
@@ -116,8 +118,9 @@ const ACTIVITY = (pids: string) => `
   SELECT a.pid, coalesce(nullif(a.application_name, ''), '(none)') AS application_name,
          coalesce(host(a.client_addr), 'local socket') AS client,
          coalesce(a.state, 'unknown') AS state,
-         to_char(coalesce(a.xact_start, a.backend_start) AT TIME ZONE 'UTC',
-                 'YYYY-MM-DD HH24:MI:SS "UTC"') AS since,
+         CASE WHEN a.xact_start IS NULL THEN 'connected' ELSE 'in its transaction' END
+           || ' since ' || to_char(coalesce(a.xact_start, a.backend_start) AT TIME ZONE 'UTC',
+                                   'YYYY-MM-DD HH24:MI:SS "UTC"') AS since,
          round(extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.backend_start)))::int
            AS seconds,
          a.application_name = '${MIGRATION_APP}' AS migration
@@ -139,7 +142,7 @@ async function holdersOf(tx: Tx, lock: WantedLock): Promise<Holder[]> {
 }
 
 function describeHolder(h: Holder): string {
-  return `pid ${h.pid} (application_name ${h.application_name}, client ${h.client}, ${h.state}, in its transaction since ${h.since}, ${h.seconds} s)`;
+  return `pid ${h.pid} (application_name ${h.application_name}, client ${h.client}, ${h.state}, ${h.since}, ${h.seconds} s)`;
 }
 
 /** Another migration and the app's sessions, told apart; the migration's own wait named. */
@@ -157,7 +160,7 @@ function describeHolders(holders: Holder[]): string {
 /** Finish or end the sessions at the root of the wait. */
 function fixFor(holders: Holder[]): string {
   const roots = holders.flatMap((h) => h.migration && h.blockers.length > 0 ? h.blockers : [h]);
-  if (roots.length === 0) return "rerun";
+  if (roots.length === 0) return "none needed: the lock is free now";
   const pids = [...new Set(roots.map((h) => h.pid))];
   const whose = roots.every((h) => h.migration)
     ? "let the other migration finish"
