@@ -79,11 +79,13 @@ export async function checkWithoutWriting(
 /** SQLite's rows by digest: each digest's keys (as messages show them, `a/b/c`). */
 function sourceDigests(source: Source, plan: TablePlan, options: Options): Map<string, string[]> {
   const problems = new ProblemLog();
+  // A policy's changes (--invalid-json=null) are what a migration stored.
+  const policies = new ProblemLog();
   const byDigest = new Map<string, string[]>();
   const digest = new RowDigest();
   for (const page of readPages(source, plan, options.batchSize)) {
     for (const row of page) {
-      const clean = validateRow(source, plan, row, options, problems, problems);
+      const clean = validateRow(source, plan, row, options, problems, policies);
       if (!clean) continue;
       rowDigest(digest, plan, clean);
       const key = plan.keyIndexes.map((i) => String(clean[i])).join("/");

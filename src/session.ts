@@ -103,9 +103,11 @@ export async function ownSession(tx: Tx, options: Options): Promise<Session> {
     const row = found.find((r) => r.name.toLowerCase() === owned.name.toLowerCase());
     if (!row) continue;
     const value = owned.value(options, row.was);
-    await tx`SELECT set_config(${row.name}, ${value}, true)`;
-    settings.push({ name: owned.name, value, was: row.was, source: row.source, why: owned.why });
+    settings.push({ name: row.name, value, was: row.was, source: row.source, why: owned.why });
   }
+  // All in one statement: one round trip to a distant server, not seven.
+  await tx`SELECT set_config(n, v, true) FROM unnest(${settings.map((s) => s.name)}::text[],
+    ${settings.map((s) => s.value)}::text[]) AS u(n, v)`;
   return { settings, readOnly: server.standby || server.read_only };
 }
 
