@@ -48,6 +48,7 @@ export type {
   Progress,
   Report,
   Sample,
+  SessionSetting,
   SettingSource,
   SslMode,
   Step,

@@ -20,6 +20,7 @@ import { EXIT_CODE } from "./errors.ts";
 import { asMigrationError } from "./pg_errors.ts";
 import { formatProblems, formatReport, progressPrinter } from "./report.ts";
 import { migrate } from "./run.ts";
+import { describeSettings } from "./session.ts";
 
 /**
  * Runs the CLI with the given arguments and returns the exit code.
@@ -78,6 +79,12 @@ export async function main(
       ...resolved.options,
       onStep: step,
       onCancelKey,
+      onSettings: output.verbose
+        ? (settings) => {
+          step("session settings for this run (SET LOCAL; what the server gave, and from where):");
+          for (const line of describeSettings(settings)) step(line);
+        }
+        : undefined,
       onProgress: !output.quiet && Deno.stderr.isTerminal() ? progressPrinter() : undefined,
       onConnect: (info) => {
         connected = info;

@@ -42,8 +42,10 @@ export class MigrationError extends Error {
 
 /**
  * The exit code of each kind of error: 1 for what is wrong in the data,
- * 2 for what is wrong in the setup, 70 for a bug of ours (EX_SOFTWARE in
- * sysexits.h). Success is 0; signals are in {@link STOP_SIGNALS}.
+ * 2 for what is wrong in the setup, 3 for a lock not granted within
+ * --lock-timeout (the target is busy, not misconfigured, so a cut-over
+ * script may retry), 70 for a bug of ours (EX_SOFTWARE in sysexits.h).
+ * Success is 0; signals are in {@link STOP_SIGNALS}.
  */
 export const EXIT_CODE: Readonly<Record<ErrorKind, number>> = {
   data: 1,
@@ -51,6 +53,7 @@ export const EXIT_CODE: Readonly<Record<ErrorKind, number>> = {
   usage: 2,
   config: 2,
   connection: 2,
+  lock: 3,
   internal: 70,
 };
 
@@ -67,6 +70,9 @@ export const STOP_SIGNALS: readonly [Deno.Signal, number, string][] = [
   ["SIGINT", 130, "interrupted"],
   ["SIGTERM", 143, "terminated (SIGTERM)"],
 ];
+
+/** Exit code of a run that gave up waiting for a lock (--lock-timeout). */
+export const EXIT_LOCK_TIMEOUT = EXIT_CODE.lock;
 
 /** How many rows of each problem kind are named in messages and reports. */
 export const EXAMPLES_PER_KIND = 20;
@@ -175,6 +181,7 @@ export const EXIT_CODES: readonly string[] = [
   "0 success",
   `${EXIT_CODE.data} data problem or verification mismatch`,
   `${EXIT_CODE.config} usage, configuration or connection error`,
+  `${EXIT_CODE.lock} gave up waiting for a lock another session holds (--lock-timeout)`,
   `${EXIT_CODE.internal} internal error (a bug: please report it)`,
   `${
     STOP_SIGNALS.map(([signal, code]) =>

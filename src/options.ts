@@ -141,7 +141,7 @@ export const FLAGS: readonly FlagSpec[] = [
     name: "lock-timeout",
     kind: "integer",
     value: "SEC",
-    help: "give up after SEC seconds waiting for another run on the same schema (default: wait)",
+    help: "give up after SEC seconds waiting for a lock: another run, the app (default: wait)",
     field: "lockTimeout",
   },
   { name: "quiet", kind: "boolean", short: "q", help: "print only errors", field: "quiet" },

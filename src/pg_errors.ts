@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ConnectionSettings } from "./types.ts";
+import type { ConnectionSettings, ErrorKind } from "./types.ts";
 import { errorMessage, MigrationError } from "./errors.ts";
 import { describeConnection, redact } from "./connection_settings.ts";
 
@@ -35,6 +35,10 @@ export const CONNECTION_HINTS: Record<string, string> = {
   "3D000":
     "create the database first (createdb NAME), or fix its name in DATABASE_URL or PGDATABASE",
   "42501": "the user lacks a privilege it needs on the target tables",
+  "55P03":
+    "another session held a lock the run needs for longer than --lock-timeout: finish or end it (pg_stat_activity shows who), then rerun; or raise --lock-timeout",
+  "25006":
+    "the server is read-only for this session (a standby, or default_transaction_read_only): point DATABASE_URL at the primary",
   "26000":
     "a connection pooler in transaction mode lost a prepared statement; use the server's direct URL instead of the pooler's",
   CONNECTION_CLOSED: CONNECTION_LOST,
@@ -99,8 +103,22 @@ export function asMigrationError(error: unknown, connection?: ConnectionSettings
       "correct the row in SQLite, or the target's rule if it is wrong; --dry-run shows the plan without writing",
     );
   }
-  return new MigrationError(code in CONNECTION_HINTS ? "connection" : "config", message, hint);
+  return new MigrationError(kindOf(code), message, hint);
 }
+
+/**
+ * Codes with a hint that are no fault of the connection: a missing
+ * privilege or a read-only server is setup, a lock not granted in time is
+ * another session's.
+ */
+const KIND_OF_CODE: Record<string, ErrorKind> = {
+  "42501": "config",
+  "25006": "config",
+  "55P03": "lock",
+};
+
+const kindOf = (code: string): ErrorKind =>
+  KIND_OF_CODE[code] ?? (code in CONNECTION_HINTS ? "connection" : "config");
 
 export const REPORT_A_BUG =
   "this is a bug in migrate.ts: please report it, with the command you ran";

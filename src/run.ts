@@ -24,6 +24,10 @@ import { rerunByBuckets } from "./rerun.ts";
 import { loadCarefully } from "./careful.ts";
 import { buildReport } from "./report.ts";
 import { openRejectFile } from "./reject_file.ts";
+import { ownSession, transactionMode } from "./session.ts";
+import { advisoryLockOn, conflictingTableLocks, waitForLock } from "./lock_wait.ts";
+import { checkPrivileges } from "./privileges.ts";
+import { checkWithoutWriting } from "./read_only_check.ts";
 
 const WORK_MEM = "256MB";
 
@@ -53,7 +57,7 @@ export async function migrate(options: Partial<Options> = {}): Promise<Report> {
   resolved.connectTimeout = options.connectTimeout ?? resolved.connection.connectTimeout;
   const started = performance.now();
   getReady(resolved.connection);
-  const source = openSource(resolved.sqlitePath);
+  const source = openSource(resolved.sqlitePath, resolved);
   const rejects = resolved.rejectFile ? openRejectFile(resolved.rejectFile) : undefined;
   let sql: Sql | undefined;
   // Seconds to let the connection close politely. After a failure nothing is
@@ -62,7 +66,7 @@ export async function migrate(options: Partial<Options> = {}): Promise<Report> {
   let closeTimeout = 5;
   try {
     sql = await connect(resolved);
-    return await sql.begin(async (tx) => {
+    return await sql.begin(transactionMode(resolved.mode), async (tx) => {
       const report = await runInTransaction(tx, source, resolved, started, rejects?.sink);
       if (resolved.mode !== "migrate") throw new Rollback(report);
       report.committed = true;
@@ -103,12 +107,18 @@ async function runInTransaction(
   sink: ProblemSink | undefined,
 ): Promise<Report> {
   const step = options.onStep ?? (() => {});
-  await lockTarget(tx, options, step);
+  const session = await ownSession(tx, options);
+  options.onSettings?.(session.settings);
+  // A check reads one snapshot (REPEATABLE READ) and, as any reader, waits
+  // for no one.
+  const reading = options.mode === "verify-only";
+  if (!reading) await lockTarget(tx, options, step);
   await prepareTarget(tx, options);
+  await checkPrivileges(tx, options);
   const plans = await planTables(tx, source, options);
   for (const plan of plans) step(describePlan(plan, source));
-  await lockTables(tx, plans);
-  const loaded = await load({ tx, source, plans, options, step, sink });
+  if (!reading) await lockTables(tx, plans, options, step);
+  const loaded = await load({ tx, source, plans, options, step, sink }, session.readOnly);
   const report = buildReport(loaded, { plans, source, options, started });
   if (!report.ok && options.mode !== "verify-only") {
     throw new MigrationError(
@@ -124,11 +134,15 @@ async function runInTransaction(
 }
 
 /**
- * Loads the target by the first strategy that applies: a first run straight
- * into empty tables, a rerun by buckets of digests, or the careful path,
- * which also takes over from either on any doubt.
+ * Loads the target by the first strategy that applies: a check that reads
+ * only where nothing can be written, a first run straight into empty tables,
+ * a rerun by buckets of digests, or the careful path, which also takes over
+ * from either on any doubt.
  */
-async function load(run: Load): Promise<Loaded> {
+async function load(run: Load, readOnly: boolean): Promise<Loaded> {
+  // Where nothing can be written (a standby), a check compares without
+  // temporary tables.
+  if (readOnly) return await checkWithoutWriting(run);
   if (run.options.careful) return await loadCarefully(run);
   const direct = await loadDirect(run);
   if (direct && "strategy" in direct) return direct;
@@ -138,55 +152,23 @@ async function load(run: Load): Promise<Loaded> {
   return { ...await loadCarefully(run), carefulBecause: stopped };
 }
 
-/** While waiting for another run, say so this often. */
-const LOCK_WAIT_REPORT_SECONDS = 5;
-
-const LOCK_NOT_AVAILABLE = "55P03";
-
 /**
  * One migration per target at a time: a transaction-level advisory lock is
  * released by COMMIT, ROLLBACK or a lost connection, so it cannot leak.
- * The wait is cut into slices (lock_timeout in a savepoint) to report it
- * every few seconds and to give up after --lock-timeout.
  */
 async function lockTarget(tx: Tx, options: Options, step: Step): Promise<void> {
-  const { schema, lockTimeout } = options;
-  const lockName = `migrate.ts:${schema}`;
-  const [{ locked }] = await tx`SELECT pg_try_advisory_xact_lock(hashtext(${lockName})) AS locked`;
-  if (locked) return;
-  step(`another migration into schema ${schema} is running; waiting for it to finish`);
-  const started = performance.now();
-  while (true) {
-    const waited = (performance.now() - started) / 1000;
-    const left = lockTimeout === undefined ? Infinity : lockTimeout - waited;
-    if (left <= 0) {
-      throw new MigrationError(
-        "config",
-        `gave up after waiting ${lockTimeout} s for another migration into schema ${schema}; nothing was written`,
-        "let the other run finish, or raise --lock-timeout (without it the run waits as long as it takes)",
-      );
-    }
-    const slice = Math.ceil(Math.min(LOCK_WAIT_REPORT_SECONDS, left) * 1000);
-    try {
-      await tx.savepoint(async (sp) => {
-        const [{ previous }] = await sp`
-          SELECT current_setting('lock_timeout') AS previous,
-                 set_config('lock_timeout', ${`${slice}ms`}, true)`;
-        await sp`SELECT pg_advisory_xact_lock(hashtext(${lockName}))`;
-        await sp`SELECT set_config('lock_timeout', ${previous}, true)`;
-      });
-      return;
-    } catch (error) {
-      if ((error as { code?: string })?.code !== LOCK_NOT_AVAILABLE) throw error;
-    }
-    if (left > slice / 1000) {
-      step(
-        `still waiting for the other migration into schema ${schema} (${
-          Math.round((performance.now() - started) / 1000)
-        } s)`,
-      );
-    }
-  }
+  const [{ key }] = await tx`SELECT hashtext(${`migrate.ts:${options.schema}`}) AS key`;
+  await waitForLock(
+    tx,
+    {
+      what: `the lock of migrations into schema ${options.schema}`,
+      take: (sp) => sp`SELECT pg_advisory_xact_lock(${key}::int)`,
+      heldBy: advisoryLockOn(BigInt(key)),
+      onlyMigrations: true,
+    },
+    options,
+    step,
+  );
 }
 
 async function prepareTarget(tx: Tx, options: Options): Promise<void> {
@@ -215,9 +197,6 @@ async function prepareTarget(tx: Tx, options: Options): Promise<void> {
   // same JSONB, written about twice as fast as with pglz and read faster.
   await tx.unsafe(`SELECT set_config('default_toast_compression', 'lz4', true)
     FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)`);
-  // SQLite's CURRENT_TIMESTAMP and datetime() write UTC without an offset.
-  await tx.unsafe(`SET LOCAL TimeZone = 'UTC'`);
-  await tx.unsafe(`SET LOCAL DateStyle = 'ISO, YMD'`);
   if (options.createSchema) {
     for (const table of TABLES) {
       // A table that exists is the user's: it is used as it is, indexes and all.
@@ -232,8 +211,23 @@ async function prepareTarget(tx: Tx, options: Options): Promise<void> {
 }
 
 /** Readers go on; writers wait until COMMIT, so the rows compared are the rows kept. */
-async function lockTables(tx: Tx, plans: TablePlan[]): Promise<void> {
-  await tx.unsafe(
-    `LOCK TABLE ${plans.map((p) => p.target.qualified).join(", ")} IN SHARE ROW EXCLUSIVE MODE`,
+async function lockTables(
+  tx: Tx,
+  plans: TablePlan[],
+  options: Options,
+  step: Step,
+): Promise<void> {
+  const tables = plans.map((p) => p.target.qualified);
+  await waitForLock(
+    tx,
+    {
+      what: `tables ${
+        plans.map((p) => p.spec.name).join(", ")
+      } (LOCK TABLE … IN SHARE ROW EXCLUSIVE MODE)`,
+      take: (sp) => sp.unsafe(`LOCK TABLE ${tables.join(", ")} IN SHARE ROW EXCLUSIVE MODE`),
+      heldBy: conflictingTableLocks(tables),
+    },
+    options,
+    step,
   );
 }

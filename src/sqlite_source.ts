@@ -5,12 +5,22 @@
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { TableName } from "./types.ts";
+import type { Options, TableName } from "./types.ts";
 import { errorMessage, MigrationError } from "./errors.ts";
 import { TABLES, type TableSpec } from "./tables.ts";
 import { q } from "./quote.ts";
 
-const SQLITE_BUSY_TIMEOUT_MS = 10_000;
+/**
+ * The app's write transactions are short (a rollback journal's commit locks
+ * readers out for a moment): a read waits for one this long when no
+ * --lock-timeout is given, in slices, saying so after the first.
+ */
+const SQLITE_BUSY_LIMIT_SECONDS = 10;
+
+const SQLITE_BUSY_SLICE_MS = 1_000;
+
+/** SQLite's result code when another connection holds the lock (SQLITE_BUSY). */
+const SQLITE_BUSY = 5;
 
 /** One SQLite table as found: its columns and rows. */
 export interface SourceTable {
@@ -39,7 +49,10 @@ export interface Source {
   rawText: Map<TableName, ArrayStatement>;
 }
 
-export function openSource(path: string): Source {
+export function openSource(
+  path: string,
+  { lockTimeout, onStep }: Pick<Options, "lockTimeout" | "onStep"> = {},
+): Source {
   // Opening a missing path read-only fails, but check first so the message
   // names the path and nothing is ever created.
   try {
@@ -63,18 +76,16 @@ export function openSource(path: string): Source {
   let db: DatabaseSync;
   try {
     db = new DatabaseSync(path, { readOnly: true });
-    // The app may be committing right now: wait for it rather than fail.
-    db.exec(`PRAGMA busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
-    // BEGIN + a first read pins one snapshot of the whole file: both tables
-    // are read as of the same moment while the app keeps writing.
-    db.exec("BEGIN");
-    db.prepare("SELECT count(*) FROM sqlite_master").get();
+    db.exec(`PRAGMA busy_timeout = ${SQLITE_BUSY_SLICE_MS}`);
   } catch (error) {
-    throw new MigrationError(
-      "config",
-      `${path} is not a readable SQLite database (${errorMessage(error)})`,
-      "check SQLITE_PATH points at the app's .db file",
-    );
+    throw notReadable(path, error);
+  }
+  try {
+    beginReading(db, path, lockTimeout ?? SQLITE_BUSY_LIMIT_SECONDS, onStep ?? (() => {}));
+  } catch (error) {
+    db.close();
+    if (error instanceof MigrationError) throw error;
+    throw notReadable(path, error);
   }
   try {
     const tables = {} as Record<TableName, SourceTable>;
@@ -84,6 +95,49 @@ export function openSource(path: string): Source {
   } catch (error) {
     db.close();
     throw asSqliteError(error, path);
+  }
+}
+
+const notReadable = (path: string, error: unknown) =>
+  new MigrationError(
+    "config",
+    `${path} is not a readable SQLite database (${errorMessage(error)})`,
+    "check SQLITE_PATH points at the app's .db file",
+  );
+
+/**
+ * BEGIN + a first read pins one snapshot of the whole file: both tables are
+ * read as of the same moment while the app keeps writing. The app may be
+ * committing right now: that is waited out, a slice at a time, up to
+ * `limitSeconds`.
+ */
+function beginReading(
+  db: DatabaseSync,
+  path: string,
+  limitSeconds: number,
+  step: (line: string) => void,
+): void {
+  const started = performance.now();
+  while (true) {
+    db.exec("BEGIN");
+    try {
+      db.prepare("SELECT count(*) FROM sqlite_master").get();
+      return;
+    } catch (error) {
+      db.exec("ROLLBACK");
+      if ((error as { errcode?: number }).errcode !== SQLITE_BUSY) throw error;
+    }
+    const waited = Math.round((performance.now() - started) / 1000);
+    if (waited >= limitSeconds) {
+      throw new MigrationError(
+        "lock",
+        `gave up after waiting ${limitSeconds} s for SQLite ${path}: another process (the app?) holds a write lock on it; nothing was read`,
+        "let the app finish its write (a long transaction, or BEGIN EXCLUSIVE, holds the lock), or stop it for the run; or raise --lock-timeout",
+      );
+    }
+    step(
+      `waiting for SQLite ${path}: another process (the app?) is writing to it and holds its lock (${waited} s; giving up after ${limitSeconds} s)`,
+    );
   }
 }
 

@@ -62,7 +62,12 @@ export interface Options {
   rejectFile?: string;
   /** Seconds to wait for a PostgreSQL connection. CLI: `--connect-timeout`, env `PGCONNECT_TIMEOUT`. */
   connectTimeout: number;
-  /** Seconds to wait for another run on the same schema; without limit when absent. CLI: `--lock-timeout`. */
+  /**
+   * Seconds to wait for each lock: another run on the same schema, the app's
+   * sessions on the tables, the app's write on the SQLite file. PostgreSQL's
+   * locks are waited for without limit when absent, SQLite's for 10 s.
+   * CLI: `--lock-timeout`.
+   */
   lockTimeout?: number;
   /** Called once connected: the target, and whether TLS is on and verified. */
   onConnect?: (info: ConnectionInfo) => void;
@@ -74,6 +79,8 @@ export interface Options {
    * (buckets, staging tables), which the CLI prints only with `--verbose`.
    */
   onStep?: Step;
+  /** Called once the transaction began, with the server settings the run set for itself. */
+  onSettings?: (settings: SessionSetting[]) => void;
   /**
    * Called once connected, with what cancels the run's running statement
    * (PostgreSQL's CancelRequest): the CLI sends it when a signal ends the run.
@@ -91,9 +98,26 @@ export type Step = (line: string, detail?: boolean) => void;
  * - `buckets`: a rerun that compared sums of row digests bucket by bucket and
  *   read again only the rows of buckets that differ;
  * - `careful`: every row staged in PostgreSQL, checked and compared there, so
- *   that every offending row is named.
+ *   that every offending row is named;
+ * - `read-only`: `--verify-only` where nothing can be written (a hot standby,
+ *   a read-only role): every row's digest compared in JavaScript, nothing
+ *   created in PostgreSQL.
  */
-export type Strategy = "direct" | "buckets" | "careful";
+export type Strategy = "direct" | "buckets" | "careful" | "read-only";
+
+/** A server setting the run sets for its transaction, whatever a role or database sets. */
+export interface SessionSetting {
+  /** The setting's name, as pg_settings spells it. */
+  name: string;
+  /** The value for the run. */
+  value: string;
+  /** What the server gave the session. */
+  was: string;
+  /** Where that came from (pg_settings.source): user, database, configuration file, default. */
+  source: string;
+  /** Why the run cannot leave it to the server. */
+  why: string;
+}
 
 /** Rows done so far for one table. */
 export interface Progress {
@@ -281,7 +305,14 @@ export interface Report {
  * Why a run stopped. `exitCode` is 1 for data, 2 for usage/setup/connection,
  * 70 for an internal error (a bug of ours).
  */
-export type ErrorKind = "usage" | "config" | "connection" | "data" | "verification" | "internal";
+export type ErrorKind =
+  | "usage"
+  | "config"
+  | "connection"
+  | "lock"
+  | "data"
+  | "verification"
+  | "internal";
 
 /** Defaults, as in the seed script. */
 export const DEFAULTS = {

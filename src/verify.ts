@@ -187,7 +187,7 @@ async function verifyFromSource(
  * the target by value, over bind parameters; returns the keys that differ,
  * each with what differs: `name: "Old" in SQLite, "New" in PostgreSQL`.
  */
-async function recheck(
+export async function recheck(
   tx: Tx,
   source: Source,
   plan: TablePlan,

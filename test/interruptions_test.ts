@@ -12,8 +12,8 @@ import {
   insertRows,
   runCli,
   snapshot,
+  spawnUntil,
   track,
-  waitForLockWaits,
   withTarget,
   writeSqlite,
 } from "./support.ts";
@@ -43,20 +43,6 @@ Deno.test("SQLite is read read-only, as one consistent snapshot while the app wr
     assert.deepEqual(await counts(env), [2, 2], "the copy is the moment the run started");
   });
 });
-
-/** Runs the CLI and calls `when` with each stdout line until it returns true. */
-async function spawnUntil(args: string[], when: (line: string) => boolean) {
-  const child = cliCommand(args).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (true) {
-    const { value, done } = await lines.read();
-    if (done) break;
-    seen += value;
-    if (seen.split("\n").some(when)) break;
-  }
-  return { child, lines, seen: () => seen };
-}
 
 Deno.test("kill -9 in the middle leaves the target as it was; a rerun completes it", async () => {
   await withTarget(async (env) => {
@@ -123,20 +109,31 @@ Deno.test("two runs at the same time: the second waits, then is a no-op rerun", 
     const first = cliCommand(env.flags).spawn();
     await gate.waitingPid(); // the first run holds the target
     const second = cliCommand([...env.flags, "--json"]).spawn();
+    // Steps go to stderr under --json: the second says whom it waits for after a moment.
+    const steps = second.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let stderr = "";
     try {
-      await waitForLockWaits(env, 2); // the second waits for it
+      while (!/\nwaiting for the lock/.test(stderr)) {
+        const { value, done } = await steps.read();
+        if (done) break;
+        stderr += value;
+      }
     } finally {
       await gate.release();
     }
-    const [firstResult, secondResult] = await Promise.all([first.output(), second.output()]);
-    const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-    assert.equal(firstResult.code, 0, decode(firstResult.stderr));
-    assert.equal(secondResult.code, 0, decode(secondResult.stderr));
+    for (let part = await steps.read(); !part.done; part = await steps.read()) stderr += part.value;
+    const [firstResult, secondStatus, secondStdout] = await Promise.all([
+      first.output(),
+      second.status,
+      new Response(second.stdout).text(),
+    ]);
+    assert.equal(firstResult.code, 0, new TextDecoder().decode(firstResult.stderr));
+    assert.equal(secondStatus.code, 0, stderr);
     assert.match(
-      decode(secondResult.stderr),
-      /another migration into schema .* is running; waiting/,
+      stderr,
+      /\nwaiting for the lock of migrations into schema \S+, held by another migration, pid \d+ \(application_name migrate\.ts, .*\), which itself waits for session pid \d+ \(application_name postgres\.js, /,
     );
-    const report: Report = JSON.parse(decode(secondResult.stdout));
+    const report: Report = JSON.parse(secondStdout);
     assert.deepEqual(report.tables.map((t) => t.inserted + t.updated), [0, 0]);
     assert.deepEqual(await counts(env), [2000, 60000]);
   });
@@ -163,7 +160,11 @@ Deno.test("a connection lost mid-run rolls back, exits 2 and says so", async () 
   });
 });
 
-/** Installs a statement trigger that makes INSERTs into snapshots wait until release(). */
+/** The backends that hold a lock on a table of this test's schema: its run, not another suite's. */
+const runOn = (env: Env) =>
+  env.sql`SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${env.schema}`;
+
 /** Whether a backend ends within 10 s (false if not: the caller fails, nothing hangs). */
 async function backendEnds(env: Env, pid: number): Promise<boolean> {
   const deadline = performance.now() + 10_000;
@@ -188,7 +189,7 @@ Deno.test("a connection lost while COPY streams rolls back, exits 2 and says so"
         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE pid <> pg_backend_pid() AND datname = current_database()
           AND application_name = 'migrate.ts' AND state = 'active'
-          AND query LIKE 'COPY %' AND position(${env.schema} in query) > 0`).length;
+          AND query LIKE 'COPY %' AND pid IN (${runOn(env)})`).length;
       if (terminated === 0) await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.equal(terminated, 1, "the COPY was caught in flight");
@@ -234,24 +235,27 @@ for (const [signal, code] of [["SIGTERM", 143], ["SIGHUP", 129]] as const) {
   });
 }
 
-Deno.test("--lock-timeout gives up waiting for another run: one error, exit 2, nothing written", async () => {
+Deno.test("--lock-timeout gives up waiting for another run: one error, exit 3, nothing written", async () => {
   await withTarget(async (env) => {
     writeSqlite(env.sqlitePath, [track("a")], [snapshot("a")]);
     // What a running migration into this schema holds.
     const other = await env.sql.reserve();
     await other`BEGIN`;
     await other`SELECT pg_advisory_xact_lock(hashtext(${`migrate.ts:${env.schema}`}))`;
+    const [{ pid }] = await other`SELECT pg_backend_pid() AS pid`;
     try {
-      // 6 s: long enough to see the waiting line repeated after 5 s.
-      const result = await runCli([...env.flags, "--lock-timeout", "6"]);
-      assert.equal(result.code, 2, result.stderr);
+      // 7 s: long enough to see the waiting line after a second, and again 5 s later.
+      const result = await runCli([...env.flags, "--lock-timeout", "7"]);
+      assert.equal(result.code, 3, result.stderr);
       assert.match(
         result.stdout,
-        /another migration into schema \S+ is running; waiting for it to finish\nstill waiting for the other migration into schema \S+ \(5 s\)\n$/,
+        new RegExp(
+          `\\nwaiting for the lock of migrations into schema \\S+, held by another migration, pid ${pid} .*; fix: let the other migration finish, or end it: SELECT pg_terminate_backend\\(${pid}\\)\\nstill waiting \\(6 s\\) for the lock of migrations into schema \\S+, held by another migration, pid ${pid} .*\\n$`,
+        ),
       );
       assert.match(
         result.stderr,
-        /^error: gave up after waiting 6 s for another migration into schema \S+; nothing was written\nfix: .*--lock-timeout/,
+        /^error: gave up after waiting 7 s for the lock of migrations into schema \S+, held by another migration, pid \d+ .*; nothing was written\nfix: .*--lock-timeout/,
       );
       assert.deepEqual(await counts(env), [0, 0]);
     } finally {

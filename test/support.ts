@@ -270,17 +270,19 @@ export function problemKeys(error: MigrationError): string[] {
 export const TRICKY_TEXT =
   "comma, \"quotes\" 'single' back\\slash \\N tab\tnew\nline cr\r emoji 🎵🇸🇪 ü";
 
-/** Waits until `count` sessions wait for an advisory lock; returns their pids. */
-export async function waitForLockWaits(env: Env, count: number): Promise<number[]> {
-  // Only this test's locks: its gate's, and the lock of a run into its schema
-  // (other test runs may wait on the same server meanwhile).
+/**
+ * Waits until `count` sessions wait for an advisory lock of this test (its
+ * schema's migration lock, or `key`); returns their pids. Other suites may
+ * share the server.
+ */
+export async function waitForLockWaits(env: Env, count: number, key?: number): Promise<number[]> {
   for (let tries = 0; tries < 1500; tries++) {
     const waiting = await env.sql`
       SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'migrate.ts'
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        AND (l.classid::bigint << 32 | l.objid::bigint) IN (
-          hashtext(${`gate:${env.schema}`}), hashtext(${`migrate.ts:${env.schema}`}))
+        AND l.objid::bigint IN (hashtext(${`migrate.ts:${env.schema}`})::bigint & 4294967295,
+                                ${key ?? -1}::bigint)
       ORDER BY l.pid`;
     if (waiting.length >= count) return waiting.map((row) => row.pid);
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -289,7 +291,8 @@ export async function waitForLockWaits(env: Env, count: number): Promise<number[
 }
 
 export async function holdSnapshotInserts(env: Env) {
-  const [{ key }] = await env.sql`SELECT hashtext(${`gate:${env.schema}`})::bigint AS key`;
+  // A key of this test's own: another suite may hold its gate on the same server.
+  const key = 1 + Math.floor(Math.random() * 2 ** 30);
   await env.sql.unsafe(`
     CREATE FUNCTION ${env.schema}.gate() RETURNS trigger LANGUAGE plpgsql
       AS 'BEGIN PERFORM pg_advisory_xact_lock(${key}); RETURN NULL; END';
@@ -308,7 +311,7 @@ export async function holdSnapshotInserts(env: Env) {
     /** The waiting run's pid; if none comes, the gate opens so that nothing hangs. */
     async waitingPid(): Promise<number> {
       try {
-        const [waiting] = await waitForLockWaits(env, 1);
+        const [waiting] = await waitForLockWaits(env, 1, key);
         return waiting;
       } catch (error) {
         await release();
@@ -434,4 +437,67 @@ export function assertStrategy(report: Report, strategy: Strategy): void {
     { strategies: report.tables.map((t) => t.strategy), carefulBecause: report.carefulBecause },
     { strategies: report.tables.map(() => strategy), carefulBecause: undefined },
   );
+}
+
+/** Runs the CLI and calls `when` with each stdout line until it returns true. */
+export async function spawnUntil(args: string[], when: (line: string) => boolean) {
+  const child = cliCommand(args).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (true) {
+    const { value, done } = await lines.read();
+    if (done) break;
+    seen += value;
+    if (seen.split("\n").some(when)) break;
+  }
+  /** Reads the rest of the output and waits for the exit. */
+  const finish = async (): Promise<CliResult> => {
+    while (true) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      seen += value;
+    }
+    const stderr = await new Response(child.stderr).text();
+    return { code: (await child.status).code, stdout: seen, stderr };
+  };
+  return { child, lines, seen: () => seen, finish };
+}
+
+/**
+ * A login role of its own for one test (a random name: another suite may
+ * run on the same server), made with `setup` (ALTER ROLE … SET, GRANTs on
+ * the test's schema), dropped afterwards; `url` logs in as it.
+ */
+export async function withRole(
+  env: Env,
+  setup: (role: string) => string,
+  fn: (role: { name: string; url: string }) => Promise<void>,
+): Promise<void> {
+  const name = `mtm_t_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const password = crypto.randomUUID();
+  await env.sql.unsafe(`CREATE ROLE ${name} LOGIN PASSWORD '${password}'`);
+  try {
+    await env.sql.unsafe(`GRANT USAGE ON SCHEMA ${env.schema} TO ${name}; ${setup(name)}`);
+    const url = new URL(TEST_DATABASE_URL);
+    url.username = name;
+    url.password = password;
+    await fn({ name, url: url.href });
+  } finally {
+    await env.sql.unsafe(`REVOKE ALL ON ALL TABLES IN SCHEMA ${env.schema} FROM ${name};
+      REVOKE ALL ON SCHEMA ${env.schema} FROM ${name}`);
+    await env.sql.unsafe(`DROP ROLE ${name}`);
+  }
+}
+
+/** Waits until a session waits for a lock on a table of this test's schema; returns its pid. */
+export async function waitForTableLockWait(env: Env): Promise<number> {
+  for (let tries = 0; tries < 1500; tries++) {
+    const [waiting] = await env.sql`
+      SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE NOT l.granted AND n.nspname = ${env.schema}`;
+    if (waiting) return waiting.pid;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`no session came to wait for a lock on a table of ${env.schema}`);
 }
