@@ -1,4 +1,4 @@
-// The benchmark of issues #4, #8 and #11. For each chosen size and target
+// The benchmark of migrate.ts against two ceilings. For each chosen size and target
 // schema it measures, in one run, rotating the order of three blocks each
 // iteration (so every block takes every position equally often when --runs is
 // a multiple of 3), with the server settled before each timed run (VACUUM
@@ -83,7 +83,7 @@ const SCHEMAS = {
 } as const;
 type SchemaName = keyof typeof SCHEMAS;
 
-/** The issues' targets (large; medium may be 0.1 above each; small is start-up bound). */
+/** The speed targets (large; medium may be 0.1 above each; small is start-up bound). */
 const TARGETS = {
   plain: [
     { label: "first run / tuned ceiling", run: "first", base: "tuned", max: 1.25 },
@@ -696,7 +696,7 @@ function table(size: Size, schema: SchemaName, results: Results, changes: Change
     );
   }
   const slack = size === "large" ? 0 : 0.1;
-  out.push("", "Targets (issue #11/#8; large, medium may be 0.1 above; ratios paired per run):");
+  out.push("", "Targets (large; medium may be 0.1 above; ratios paired per run):");
   for (const t of TARGETS[schema]) {
     const values = ratios(results, t.run, t.base);
     const limit = t.max + slack;

@@ -6,7 +6,7 @@
 import { resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 
-/** Data set sizes named in issue #4 (and `demo`, issue #10): tracks and snapshots. */
+/** Data set sizes: tracks and snapshots (demo is the one `deno task demo` loads). */
 export const SIZES = {
   demo: { tracks: 300, snapshots: 3_150 }, // three weeks of daily top-50s
   small: { tracks: 2_000, snapshots: 30_000 },
