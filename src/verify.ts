@@ -11,18 +11,18 @@ import { TRACKS } from "./tables.ts";
 import { q } from "./quote.ts";
 import type { Tx } from "./connect.ts";
 import type { Source } from "./sqlite_source.ts";
-import { keyMatch, keyOrder, keyText, type TablePlan, tempTable } from "./plan.ts";
+import {
+  keyMatch,
+  keyOrder,
+  keyText,
+  type PlannedColumn,
+  type TablePlan,
+  tempTable,
+} from "./plan.ts";
 import { sourceLookup } from "./sqlite_read.ts";
 import { ProblemLog, validateRow } from "./validate.ts";
-import { DIGEST, digestSql, type DigestSum, targetDigests } from "./digest.ts";
-import {
-  changeDetection,
-  type Diff,
-  distinct,
-  extraRow,
-  logRows,
-  type Written,
-} from "./table_ops.ts";
+import { comparableText, DIGEST, digestSql, type DigestSum, targetDigests } from "./digest.ts";
+import { changeDetection, type Diff, extraRow, logRows, type Written } from "./table_ops.ts";
 import { Abandon, parallelScans } from "./fast_path.ts";
 
 export const isClean = (diff: Diff) => diff.missing + diff.extra + diff.differ === 0;
@@ -84,7 +84,6 @@ export async function verifyTarget(
   const counts: CountCheck[] = [];
   const mismatches = new ProblemLog();
   let rechecked = 0;
-  const triggered = plans.some((p) => p.target.triggers.length > 0);
   for (const plan of plans) {
     const [{ n }] = await tx.unsafe(`SELECT count(*)::int AS n FROM ${plan.target.qualified}`);
     const sqlite = source.tables[plan.spec.name].rows;
@@ -94,7 +93,7 @@ export async function verifyTarget(
       expected: sqlite - skipped.get(plan)!,
       postgres: n,
     });
-    rechecked += await verifyFromSource(tx, source, plan, options, mismatches, triggered);
+    rechecked += await verifyFromSource(tx, source, plan, options, mismatches);
   }
   const { jsonObjects, sample } = await payloadChecks(tx, plans);
   // --verify-only wrote nothing, so no trigger changed a row on the way in:
@@ -128,25 +127,21 @@ async function verifyFromSource(
   plan: TablePlan,
   options: Options,
   log: ProblemLog,
-  everyRow: boolean,
 ): Promise<number> {
   const k = q(plan.spec.key[0]);
   const found = tempTable(plan.spec.name, "verify");
   const keys = plan.spec.key.map((key, i) => `coalesce(s.${q(key)}, t.${q(key)})::text AS k${i}`);
-  // Rows present on one side only; then digests. A rerun compared every
-  // row's digest before writing, and only rows whose digests differed can
-  // have been written since (the table is locked against other writers):
-  // those are compared again, unless a trigger could have written any row.
-  // A first run compares every row.
+  // Rows present on one side only; then every row's digest, whatever the
+  // comparison before writing found: a row it wrongly took for equal, or
+  // one written by something else, differs here.
   await tx.unsafe(`CREATE TEMPORARY TABLE ${found} ON COMMIT DROP AS
     SELECT ${keys.join(", ")},
       CASE WHEN t.${k} IS NULL THEN 'missing in PostgreSQL' ELSE 'only in PostgreSQL' END AS what
     FROM ${plan.target.qualified} t FULL JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
     WHERE t.${k} IS NULL OR s.${k} IS NULL`);
-  const digests = targetDigests(plan, everyRow ? undefined : plan.changes);
   await tx.unsafe(`INSERT INTO ${found}
     SELECT ${plan.spec.key.map((key) => `s.${q(key)}::text`).join(", ")}, 'values differ'
-    FROM (${digests}) t JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
+    FROM (${targetDigests(plan)}) t JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
     WHERE t.${DIGEST} <> s.${DIGEST}`);
   const key = plan.spec.key.map((_, i) => `k${i}`).join(" || '/' || ");
   const differ = await tx.unsafe(
@@ -160,7 +155,7 @@ async function verifyFromSource(
       const batch = differ.slice(i, i + RECHECK_BATCH)
         .map((row) => plan.spec.key.map((_, j) => row[`k${j}`] as string));
       const different = new Set(await recheck(tx, source, plan, options, batch));
-      equal.push(...batch.map((k) => k.join("/")).filter((k) => !different.has(k)));
+      equal.push(...batch.filter((_, at) => !different.has(at)).map((k) => k.join("/")));
     }
     await tx.unsafe(`DELETE FROM ${found} WHERE ${key} = ANY($1::text[])`, [equal]);
   }
@@ -175,8 +170,24 @@ async function verifyFromSource(
 }
 
 /**
+ * How a target column is compared with a source value sent as text: the
+ * stored value printed (`::text`, byte for byte) against the text the
+ * digest hashes. Never the source value cast to the column's type: the cast
+ * would apply the very truncation or rounding (`varchar(5)` drops trailing
+ * spaces) the comparison is there to catch. JSONB is compared as JSONB, the
+ * source's text parsed by jsonb's own input (no type modifier, nothing to
+ * round): equal values with other digits (1.0, 1.00) are equal.
+ */
+function sameValue(column: PlannedColumn, stored: string, sent: string): string {
+  return column.kind === "json" && column.target.baseName === "jsonb"
+    ? `${stored} IS NOT DISTINCT FROM ${sent}::jsonb`
+    : `${stored}::text COLLATE "C" IS NOT DISTINCT FROM ${sent}`;
+}
+
+/**
  * Reads the rows with these keys from SQLite again and compares them with
- * the target by value, over bind parameters; returns the keys that differ.
+ * the target by value, over bind parameters; returns the indexes in `keys`
+ * of the rows that differ.
  */
 async function recheck(
   tx: Tx,
@@ -184,7 +195,7 @@ async function recheck(
   plan: TablePlan,
   options: Options,
   keys: string[][],
-): Promise<string[]> {
+): Promise<number[]> {
   const lookup = sourceLookup(source, plan);
   const columns: (string | null)[][] = plan.columns.map(() => []);
   const quiet = new ProblemLog();
@@ -192,23 +203,27 @@ async function recheck(
     const [row] = lookup.all(...key);
     const clean = row ? validateRow(source, plan, row, options, quiet, quiet) : null;
     // A row that is gone or now invalid cannot match: its key alone shows it.
-    plan.columns.forEach((_, i) => {
+    plan.columns.forEach((column, i) => {
       const keyAt = plan.keyIndexes.indexOf(i);
-      const value = clean ? clean[i] : keyAt >= 0 ? key[keyAt] : null;
-      columns[i].push(value === null ? null : String(value));
+      columns[i].push(
+        clean ? comparableText(column, clean[i]) : keyAt >= 0 ? key[keyAt] : null,
+      );
     });
   }
-  const typed = plan.columns.map((c, i) => `u.c${i}::${c.target.stageType} AS ${q(c.name)}`);
+  // The key's cast only finds the row (by its index); the comparison of
+  // every column, the key's too, is by text.
+  const found = plan.keyIndexes.map((i) =>
+    `t.${q(plan.columns[i].name)} = u.c${i}::${plan.columns[i].target.stageType}`
+  );
+  const same = plan.columns.map((c, i) => sameValue(c, `t.${q(c.name)}`, `u.c${i}`));
   const rows = await tx.unsafe(
-    `SELECT ${keyText(plan, "s")} AS key
-     FROM (SELECT ${typed.join(", ")} FROM unnest(${
-      plan.columns.map((_, i) => `$${i + 1}::text[]`).join(", ")
-    }) AS u(${plan.columns.map((_, i) => `c${i}`).join(", ")})) s
-     LEFT JOIN ${plan.target.qualified} t ON ${keyMatch(plan, "s", "t")}
-     WHERE t.${q(plan.spec.key[0])} IS NULL OR ${distinct(plan.columns, "s", "t")}`,
+    `SELECT u.n FROM unnest(${plan.columns.map((_, i) => `$${i + 1}::text[]`).join(", ")})
+       WITH ORDINALITY AS u(${plan.columns.map((_, i) => `c${i}`).join(", ")}, n)
+     LEFT JOIN ${plan.target.qualified} t ON ${found.join(" AND ")}
+     WHERE t.${q(plan.spec.key[0])} IS NULL OR NOT (${same.join(" AND ")})`,
     columns as never[],
   );
-  return rows.map((row) => row.key as string);
+  return rows.map((row) => Number(row.n) - 1);
 }
 
 /** The seed's JSONB checks, where the target has tracks with a JSON raw_json (jsonb or json). */
