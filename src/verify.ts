@@ -226,6 +226,26 @@ async function recheck(
   return rows.map((row) => Number(row.n) - 1);
 }
 
+/**
+ * Of rows a comparison took for equal by value though their digests differ
+ * (1.0 stored as 1.00), how many differ from SQLite's rows after all: each
+ * read again from SQLite and compared by value, as {@link verifyTarget}
+ * compares (see `sameValue`), not as the comparison that chose them did.
+ */
+export async function differFromSource(
+  tx: Tx,
+  source: Source,
+  plan: TablePlan,
+  options: Options,
+  keys: string[][],
+): Promise<number> {
+  let differ = 0;
+  for (let i = 0; i < keys.length; i += RECHECK_BATCH) {
+    differ += (await recheck(tx, source, plan, options, keys.slice(i, i + RECHECK_BATCH))).length;
+  }
+  return differ;
+}
+
 /** The seed's JSONB checks, where the target has tracks with a JSON raw_json (jsonb or json). */
 export async function payloadChecks(
   tx: Tx,
