@@ -159,6 +159,8 @@ async function compileBinary(): Promise<{ path: string; error?: string; ignored?
     stderr: "piped",
   }).output();
   if (code === 0) return { path };
+  // Nothing of a failed compile is worth keeping.
+  await Deno.remove(dir, { recursive: true });
   const text = new TextDecoder().decode(stderr);
   const cause = [...text.split("Stack backtrace")[0].matchAll(/^\s*\d+: (.+)$/gm)].at(-1)?.[1] ??
     text.trim();
@@ -191,7 +193,7 @@ Deno.test({
       assert.equal(code, 0, new TextDecoder().decode(stderr));
       assert.match(new TextDecoder().decode(stdout), /Migration committed/);
       assert.deepEqual(await counts(env), [1, 1]);
-    });
+    }).finally(() => Deno.remove(binary.path.replace(/\/migrate$/, ""), { recursive: true }));
   },
 });
 

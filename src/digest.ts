@@ -359,6 +359,28 @@ export function addCanonical(digest: RowDigest, column: PlannedColumn, value: Cl
 }
 
 /**
+ * A clean value as the target's `::text` prints it where it holds that
+ * value: the text {@link addCanonical} hashes. JSON is the source's own
+ * text, which a JSONB column's value is compared with as JSONB (1.0 equals
+ * 1.00) and a json column's text as it is (json keeps its input).
+ */
+export function comparableText(column: PlannedColumn, value: CleanValue): string | null {
+  if (value === null) return null;
+  switch (column.kind) {
+    case "json":
+      return value as string;
+    case "text":
+      return column.target.baseName === "bpchar"
+        ? (value as string).replace(/ +$/, "")
+        : value as string;
+    case "timestamp":
+      return timestampText(value as string, column.target.baseName === "timestamptz");
+    default:
+      return String(value);
+  }
+}
+
+/**
  * A timestamp as PostgreSQL prints it with DateStyle ISO and TimeZone UTC:
  * `2024-01-31 09:05:00.5+00` for timestamptz (an offset in the input is
  * applied), `2024-01-31 09:05:00.5` for timestamp (an offset is ignored, as

@@ -169,12 +169,20 @@ export function updateSql(plan: TablePlan): string {
  * by the same server) settle it with a memory compare, about twice as fast
  * over a table of payloads. Different images may still hold equal values
  * (1.0 and 1.00), so those rows get the full comparison. `json` has no
- * equality operator: its text is compared, which is what it keeps.
+ * equality operator: its text is compared, which is what it keeps; so is
+ * every text's.
  */
 export function distinct(columns: PlannedColumn[], a: string, b: string): string {
   if (columns.length === 0) return "false";
+  // Text as it is stored, byte for byte: a type or collation that takes
+  // 'ABC' for 'abc' (citext, a case-insensitive collation) would keep the
+  // target's old spelling.
   const value = (c: PlannedColumn, alias: string) =>
-    `${alias}.${q(c.name)}${c.target.baseName === "json" ? "::text" : ""}`;
+    c.target.baseName === "json" || (c.kind === "text" && c.target.baseName !== "text")
+      ? `${alias}.${q(c.name)}::text COLLATE "C"`
+      : c.kind === "text"
+      ? `${alias}.${q(c.name)} COLLATE "C"`
+      : `${alias}.${q(c.name)}`;
   const list = (alias: string) => columns.map((c) => value(c, alias)).join(", ");
   const values = `(${list(a)}) IS DISTINCT FROM (${list(b)})`;
   if (!columns.some((c) => c.kind === "json")) return values;

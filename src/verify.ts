@@ -11,18 +11,18 @@ import { TRACKS } from "./tables.ts";
 import { q } from "./quote.ts";
 import type { Tx } from "./connect.ts";
 import type { Source } from "./sqlite_source.ts";
-import { keyMatch, keyOrder, keyText, type TablePlan, tempTable } from "./plan.ts";
+import {
+  keyMatch,
+  keyOrder,
+  keyText,
+  type PlannedColumn,
+  type TablePlan,
+  tempTable,
+} from "./plan.ts";
 import { sourceLookup } from "./sqlite_read.ts";
 import { ProblemLog, validateRow } from "./validate.ts";
-import { DIGEST, digestSql, type DigestSum, targetDigests } from "./digest.ts";
-import {
-  changeDetection,
-  type Diff,
-  distinct,
-  extraRow,
-  logRows,
-  type Written,
-} from "./table_ops.ts";
+import { comparableText, DIGEST, digestSql, type DigestSum, targetDigests } from "./digest.ts";
+import { changeDetection, type Diff, extraRow, logRows, type Written } from "./table_ops.ts";
 import { Abandon, parallelScans } from "./fast_path.ts";
 
 export const isClean = (diff: Diff) => diff.missing + diff.extra + diff.differ === 0;
@@ -84,7 +84,6 @@ export async function verifyTarget(
   const counts: CountCheck[] = [];
   const mismatches = new ProblemLog();
   let rechecked = 0;
-  const triggered = plans.some((p) => p.target.triggers.length > 0);
   for (const plan of plans) {
     const [{ n }] = await tx.unsafe(`SELECT count(*)::int AS n FROM ${plan.target.qualified}`);
     const sqlite = source.tables[plan.spec.name].rows;
@@ -94,7 +93,7 @@ export async function verifyTarget(
       expected: sqlite - skipped.get(plan)!,
       postgres: n,
     });
-    rechecked += await verifyFromSource(tx, source, plan, options, mismatches, triggered);
+    rechecked += await verifyFromSource(tx, source, plan, options, mismatches);
   }
   const { jsonObjects, sample } = await payloadChecks(tx, plans);
   // --verify-only wrote nothing, so no trigger changed a row on the way in:
@@ -128,25 +127,21 @@ async function verifyFromSource(
   plan: TablePlan,
   options: Options,
   log: ProblemLog,
-  everyRow: boolean,
 ): Promise<number> {
   const k = q(plan.spec.key[0]);
   const found = tempTable(plan.spec.name, "verify");
   const keys = plan.spec.key.map((key, i) => `coalesce(s.${q(key)}, t.${q(key)})::text AS k${i}`);
-  // Rows present on one side only; then digests. A rerun compared every
-  // row's digest before writing, and only rows whose digests differed can
-  // have been written since (the table is locked against other writers):
-  // those are compared again, unless a trigger could have written any row.
-  // A first run compares every row.
+  // Rows present on one side only; then every row's digest, whatever the
+  // comparison before writing found: a row it wrongly took for equal, or
+  // one written by something else, differs here.
   await tx.unsafe(`CREATE TEMPORARY TABLE ${found} ON COMMIT DROP AS
     SELECT ${keys.join(", ")},
       CASE WHEN t.${k} IS NULL THEN 'missing in PostgreSQL' ELSE 'only in PostgreSQL' END AS what
     FROM ${plan.target.qualified} t FULL JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
     WHERE t.${k} IS NULL OR s.${k} IS NULL`);
-  const digests = targetDigests(plan, everyRow ? undefined : plan.changes);
   await tx.unsafe(`INSERT INTO ${found}
     SELECT ${plan.spec.key.map((key) => `s.${q(key)}::text`).join(", ")}, 'values differ'
-    FROM (${digests}) t JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
+    FROM (${targetDigests(plan)}) t JOIN ${plan.keys} s ON ${keyMatch(plan, "s", "t")}
     WHERE t.${DIGEST} <> s.${DIGEST}`);
   const key = plan.spec.key.map((_, i) => `k${i}`).join(" || '/' || ");
   const differ = await tx.unsafe(
@@ -183,9 +178,25 @@ async function verifyFromSource(
 }
 
 /**
+ * How a target column is compared with a source value sent as text: the
+ * stored value printed (`::text`, byte for byte) against the text the
+ * digest hashes. Never the source value cast to the column's type: the cast
+ * would apply the very truncation or rounding (`varchar(5)` drops trailing
+ * spaces) the comparison is there to catch. JSONB is compared as JSONB, the
+ * source's text parsed by jsonb's own input (no type modifier, nothing to
+ * round): equal values with other digits (1.0, 1.00) are equal.
+ */
+function sameValue(column: PlannedColumn, stored: string, sent: string): string {
+  return column.kind === "json" && column.target.baseName === "jsonb"
+    ? `${stored} IS NOT DISTINCT FROM ${sent}::jsonb`
+    : `${stored}::text COLLATE "C" IS NOT DISTINCT FROM ${sent}`;
+}
+
+/**
  * Reads the rows with these keys from SQLite again and compares them with
- * the target by value, over bind parameters; returns the keys that differ,
- * each with what differs: `name: "Old" in SQLite, "New" in PostgreSQL`.
+ * the target by value, over bind parameters; returns the keys that differ
+ * (their parts joined by `/`), each with what differs: `name: "Old" in
+ * SQLite, "New" in PostgreSQL`.
  */
 export async function recheck(
   tx: Tx,
@@ -201,30 +212,33 @@ export async function recheck(
     const [row] = lookup.all(...key);
     const clean = row ? validateRow(source, plan, row, options, quiet, quiet) : null;
     // A row that is gone or now invalid cannot match: its key alone shows it.
-    plan.columns.forEach((_, i) => {
+    plan.columns.forEach((column, i) => {
       const keyAt = plan.keyIndexes.indexOf(i);
-      const value = clean ? clean[i] : keyAt >= 0 ? key[keyAt] : null;
-      columns[i].push(value === null ? null : String(value));
+      columns[i].push(
+        clean ? comparableText(column, clean[i]) : keyAt >= 0 ? key[keyAt] : null,
+      );
     });
   }
-  const typed = plan.columns.map((c, i) => `u.c${i}::${c.target.stageType} AS ${q(c.name)}`);
-  // Each column's two sides as text, where they differ (JSONB by value).
+  // The key's cast only finds the row (by its index); the comparison of
+  // every column, the key's too, is by text.
+  const found = plan.keyIndexes.map((i) =>
+    `t.${q(plan.columns[i].name)} = u.c${i}::${plan.columns[i].target.stageType}`
+  );
+  const same = plan.columns.map((c, i) => sameValue(c, `t.${q(c.name)}`, `u.c${i}`));
+  // Each column's two sides as text, where they differ; JSONB as PostgreSQL
+  // prints it on both sides, so that the first difference is one of value.
   const sides = plan.columns.map((c, i) => {
-    const [a, b] = [`s.${q(c.name)}`, `t.${q(c.name)}`];
-    const differs = c.kind === "json"
-      ? `${a}::jsonb IS DISTINCT FROM ${b}::jsonb`
-      : `${a} IS DISTINCT FROM ${b}`;
-    return `CASE WHEN ${differs} THEN ARRAY[${a}::text, ${b}::text] END AS d${i}`;
+    const sent = c.kind === "json" && c.target.baseName === "jsonb"
+      ? `u.c${i}::jsonb::text`
+      : `u.c${i}`;
+    return `CASE WHEN NOT (${same[i]}) THEN ARRAY[${sent}, t.${q(c.name)}::text] END AS d${i}`;
   });
   const rows = await tx.unsafe(
-    `SELECT ${keyText(plan, "s")} AS key, t.${q(plan.spec.key[0])} IS NULL AS gone, ${
-      sides.join(", ")
-    }
-     FROM (SELECT ${typed.join(", ")} FROM unnest(${
-      plan.columns.map((_, i) => `$${i + 1}::text[]`).join(", ")
-    }) AS u(${plan.columns.map((_, i) => `c${i}`).join(", ")})) s
-     LEFT JOIN ${plan.target.qualified} t ON ${keyMatch(plan, "s", "t")}
-     WHERE t.${q(plan.spec.key[0])} IS NULL OR ${distinct(plan.columns, "s", "t")}`,
+    `SELECT u.n, t.${q(plan.spec.key[0])} IS NULL AS gone, ${sides.join(", ")}
+     FROM unnest(${plan.columns.map((_, i) => `$${i + 1}::text[]`).join(", ")})
+       WITH ORDINALITY AS u(${plan.columns.map((_, i) => `c${i}`).join(", ")}, n)
+     LEFT JOIN ${plan.target.qualified} t ON ${found.join(" AND ")}
+     WHERE t.${q(plan.spec.key[0])} IS NULL OR NOT (${same.join(" AND ")})`,
     columns as never[],
   );
   return new Map(rows.map((row) => {
@@ -237,7 +251,7 @@ export async function recheck(
     const detail = row.gone || differences.length === 0
       ? "values differ"
       : `values differ: ${differences.join("; ")}`;
-    return [row.key as string, detail];
+    return [keys[Number(row.n) - 1].join("/"), detail];
   }));
 }
 
@@ -260,6 +274,26 @@ function shownPair(a: string | null, b: string | null, quoted: boolean): [string
     return `${start > 0 ? "…" : ""}${text}${start + SHOWN_CHARS < value.length ? "…" : ""}`;
   };
   return [show(a), show(b)];
+}
+
+/**
+ * Of rows a comparison took for equal by value though their digests differ
+ * (1.0 stored as 1.00), how many differ from SQLite's rows after all: each
+ * read again from SQLite and compared by value, as {@link verifyTarget}
+ * compares (see `sameValue`), not as the comparison that chose them did.
+ */
+export async function differFromSource(
+  tx: Tx,
+  source: Source,
+  plan: TablePlan,
+  options: Options,
+  keys: string[][],
+): Promise<number> {
+  let differ = 0;
+  for (let i = 0; i < keys.length; i += RECHECK_BATCH) {
+    differ += (await recheck(tx, source, plan, options, keys.slice(i, i + RECHECK_BATCH))).size;
+  }
+  return differ;
 }
 
 /** The seed's JSONB checks, where the target has tracks with a JSON raw_json (jsonb or json). */

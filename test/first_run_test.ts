@@ -9,7 +9,7 @@ import {
   contentOf,
   counts,
   incompressible,
-  insertRows,
+  rowVersions,
   runCli,
   shapeOf,
   snapshot,
@@ -148,16 +148,31 @@ Deno.test("the SQLite file is not modified, and an empty source migrates to empt
 
 Deno.test("--dry-run reports what would change and leaves the target byte for byte", async () => {
   await withTarget(async (env) => {
-    writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a")]);
-    await migrate(env.options);
+    await env.sql.unsafe(`ALTER TABLE ${env.schema}.tracks ADD COLUMN id BIGSERIAL`);
+    writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a"), snapshot("b")]);
     const db = new DatabaseSync(env.sqlitePath);
-    db.exec(
-      "UPDATE tracks SET name = 'new' WHERE track_id = 'a'; DELETE FROM tracks WHERE track_id = 'b'",
-    );
-    insertRows(db, [track("c")], []);
+    db.exec("ALTER TABLE tracks ADD COLUMN id INTEGER; UPDATE tracks SET id = rowid + 500");
+    await migrate(env.options);
+    // Every kind of write in both tables: an update, an insert (with an id
+    // past the sequence), a prune.
+    db.exec(`UPDATE tracks SET name = 'new' WHERE track_id = 'a';
+      UPDATE snapshots SET rank = 7 WHERE track_id = 'a';
+      DELETE FROM snapshots WHERE track_id = 'b'; DELETE FROM tracks WHERE track_id = 'b';
+      INSERT INTO tracks (track_id, name, artist_name, id) VALUES ('c', 'C', 'x', 900);
+      INSERT INTO snapshots VALUES ('c', '2024-03-02', 'short_term', 1)`);
     db.close();
-    const dump = () =>
-      env.sql.unsafe(`SELECT t::text FROM ${env.schema}.tracks t ORDER BY track_id COLLATE "C"`);
+    const dump = async () => ({
+      rows: await env.sql.unsafe(
+        `SELECT r FROM (SELECT t::text FROM ${env.schema}.tracks t
+           UNION ALL SELECT s::text FROM ${env.schema}.snapshots s) rows (r)
+         ORDER BY r COLLATE "C"`,
+      ),
+      // Each row's xmin: a row rewritten with the same values shows too.
+      versions: await rowVersions(env),
+      sequence: await env.sql.unsafe(
+        `SELECT last_value::int AS last, is_called FROM ${env.schema}.tracks_id_seq`,
+      ),
+    });
     const before = await dump();
     const result = await runCli([...env.flags, "--dry-run", "--prune"]);
     assert.equal(result.code, 0, result.stderr);

@@ -214,10 +214,18 @@ for (const [signal, code] of [["SIGTERM", 143], ["SIGHUP", 129]] as const) {
       writeSqlite(env.sqlitePath, tracks, snapshots);
       const gate = await holdSnapshotInserts(env);
       const run = cliCommand(env.flags).spawn();
-      await gate.waitingPid(); // tracks are written, snapshots are being written
+      const pid = await gate.waitingPid(); // tracks are written, snapshots are being written
       run.kill(signal);
       const status = await run.status;
-      await gate.release();
+      // With the gate still shut, as for Ctrl-C: the running statement was
+      // cancelled, not only the connection closed.
+      let gone = false;
+      try {
+        gone = await backendEnds(env, pid);
+      } finally {
+        await gate.release();
+      }
+      assert.ok(gone, `backend ${pid} still there with the gate shut`);
       await run.stdout.cancel();
       const stderr = await new Response(run.stderr).text();
       assert.equal(status.code, code, stderr);

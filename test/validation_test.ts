@@ -307,6 +307,52 @@ for (const bad of BAD_INPUT) {
   });
 }
 
+Deno.test("a value longer than its VARCHAR(n) only through trailing spaces is refused, not cut to fit", async () => {
+  await withTarget(async (env) => {
+    // PostgreSQL itself would store it, silently cut to n characters.
+    await env.sql.unsafe(
+      `ALTER TABLE ${env.schema}.tracks ALTER COLUMN album_name TYPE VARCHAR(5)`,
+    );
+    const padded = "abc" + " ".repeat(20);
+    writeSqlite(env.sqlitePath, [
+      track("good", { album_name: "abc  " }),
+      track("bad", {
+        album_name: padded,
+      }),
+    ], []);
+    const error = await rejectsWith(migrate(env.options), "data");
+    assert.deepEqual(error.problems.map((g) => g.kind), ["too-long"]);
+    assert.deepEqual(problemKeys(error), ["bad"]);
+    assert.equal(error.problems[0].examples[0].column, "album_name");
+    assert.deepEqual(await counts(env), [0, 0]);
+  });
+});
+
+Deno.test("orphan snapshots on a first run into a target without the foreign key are named; nothing is written", async () => {
+  await withTarget(async (env) => {
+    // Without the foreign key PostgreSQL would take them: only our check stands.
+    await env.sql.unsafe(
+      `ALTER TABLE ${env.schema}.snapshots DROP CONSTRAINT snapshots_track_id_fkey`,
+    );
+    writeSqlite(env.sqlitePath, [track("good")], [
+      snapshot("good"),
+      snapshot("ghost"),
+      snapshot("ghost", { time_range: "long_term" }),
+    ]);
+    const error = await rejectsWith(migrate(env.options), "data");
+    assert.deepEqual(error.problems.map((g) => g.kind), ["orphan-snapshot"]);
+    assert.deepEqual(problemKeys(error), [
+      "ghost/2024-03-01/long_term",
+      "ghost/2024-03-01/short_term",
+    ]);
+    assert.deepEqual(await counts(env), [0, 0]);
+    // With --orphans=skip they are left out, and the rest committed.
+    const report = await migrate({ ...env.options, orphans: "skip" });
+    assert.ok(report.ok);
+    assert.deepEqual(await counts(env), [1, 1]);
+  });
+});
+
 Deno.test("text arrives whole: non-ASCII, a genuine U+FFFD, emoji, and a UTF-16 SQLite file", async () => {
   for (const encoding of ["UTF-8", "UTF-16le"]) {
     await withTarget(async (env) => {

@@ -633,3 +633,29 @@ Deno.test("--verify-only --create-schema creates nothing: the transaction is rol
     }
   });
 });
+
+Deno.test("text the target's type takes as equal (citext ignores case) is compared as stored: a mismatch to --verify-only, written by a rerun", async () => {
+  await withTarget(async (env) => {
+    await env.sql.unsafe(`CREATE EXTENSION citext SCHEMA ${env.schema};
+      ALTER TABLE ${env.schema}.tracks ALTER COLUMN name TYPE ${env.schema}.citext`);
+    writeSqlite(env.sqlitePath, [track("a", { name: "Song A" }), track("b")], []);
+    assert.ok((await migrate(env.options)).ok);
+    await env.sql.unsafe(`UPDATE ${env.schema}.tracks SET name = 'SONG A' WHERE track_id = 'a'`);
+    const verified = await verify(env.options);
+    assert.equal(verified.ok, false);
+    assert.deepEqual(
+      verified.verification.mismatches.flatMap((g) => g.examples.map((p) => [p.key, p.value])),
+      [["a", 'values differ: name: "Song A" in SQLite, "SONG A" in PostgreSQL']],
+    );
+    const rerun = await migrate(env.options);
+    assert.ok(rerun.ok);
+    assert.deepEqual(rerun.tables.map((t) => [t.table, t.updated]), [["tracks", 1], [
+      "snapshots",
+      0,
+    ]]);
+    const [{ name }] = await env.sql.unsafe(
+      `SELECT name::text AS name FROM ${env.schema}.tracks WHERE track_id = 'a'`,
+    );
+    assert.equal(name, "Song A");
+  });
+});
