@@ -277,3 +277,20 @@ Deno.test("the fast paths leave the same target and report as the careful path",
     [[0, 1, 1], [1, 20, 20]],
   );
 });
+
+Deno.test("the report says why a fast path gave way to the careful one: a first run's reason, a rerun's reason", async () => {
+  await withTarget(async (env) => {
+    // A policy to apply hands a first run to the careful path, which applies it.
+    writeSqlite(env.sqlitePath, [track("a"), track("bad", { raw_json: "{" })], [snapshot("a")]);
+    const first = await migrate({ ...env.options, invalidJson: "null" });
+    assert.deepEqual(first.tables.map((t) => t.strategy), ["careful", "careful"]);
+    assert.equal(first.carefulBecause, "tracks: raw_json is not valid JSON for PostgreSQL's JSONB");
+    // On a rerun the first-run path does not apply; the rerun's own reason is reported.
+    const db = new DatabaseSync(env.sqlitePath);
+    db.exec(`UPDATE tracks SET raw_json = '[' WHERE track_id = 'a'`);
+    db.close();
+    const rerun = await migrate({ ...env.options, invalidJson: "null" });
+    assert.deepEqual(rerun.tables.map((t) => t.strategy), ["careful", "careful"]);
+    assert.equal(rerun.carefulBecause, "tracks: raw_json is not valid JSON for PostgreSQL's JSONB");
+  });
+});

@@ -543,3 +543,40 @@ Deno.test("--lock-timeout bounds a later lock wait too: a first run's ALTER TABL
     assert.deepEqual(await counts(env), [0, 0]);
   });
 });
+
+Deno.test("--prune needs DELETE: a role without it is told the GRANT before anything is read; without --prune it is not asked", async () => {
+  await withTarget(async (env) => {
+    writeSqlite(env.sqlitePath, [track("a"), track("b")], [snapshot("a"), snapshot("b")]);
+    assert.equal((await runCli(env.flags)).code, 0);
+    // A row only PostgreSQL has: what --prune would delete.
+    await env.sql.unsafe(`INSERT INTO ${env.schema}.tracks (track_id, name, artist_name)
+      VALUES ('extra', 'Extra', 'Nobody')`);
+    await withRole(
+      env,
+      (role) => `GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA ${env.schema} TO ${role}`,
+      async (role) => {
+        const pruning = await runCli([
+          ...env.flags,
+          "--database-url",
+          role.url,
+          "--prune",
+          "--json",
+        ]);
+        assert.equal(pruning.code, 2, pruning.stderr);
+        const { error } = JSON.parse(pruning.stdout);
+        assert.equal(error.kind, "config");
+        assert.match(error.message, new RegExp(`user ${role.name} lacks privileges .*DELETE ON`));
+        assert.match(
+          error.hint,
+          new RegExp(`GRANT DELETE ON "${env.schema}"."tracks" TO "${role.name}"`),
+        );
+        assert.deepEqual(await counts(env), [3, 2], "nothing pruned");
+        // Without --prune DELETE is not needed: the run refuses the extra row as data instead.
+        const plain = await runCli([...env.flags, "--database-url", role.url]);
+        assert.equal(plain.code, 1, plain.stderr);
+        assert.doesNotMatch(plain.stderr, /DELETE/);
+        assert.match(plain.stderr, /PostgreSQL holds rows that SQLite does not have/);
+      },
+    );
+  });
+});
