@@ -95,10 +95,10 @@ export async function loadDirect(
       ) {
         await copyInto(sp, into, mine.made(), progress, mine);
         for (const done of unverified.splice(0)) {
-          step(`verifying ${done.spec.name} against SQLite while reading ${plan.spec.name}`);
+          step(`verifying ${done.spec.name} against SQLite while reading ${plan.spec.name}`, true);
           counts.set(done, await mine.during(verifySum(sp, source, done, sums.get(done)!, false)));
         }
-        step(`${writing} (the rest)`);
+        step(`${writing} (the rest)`, true);
       }
       await copyInto(sp, into, mine ? mine.lines() : linesOf(plan), progress, ahead);
       if (bulk) step(`indexing ${plan.spec.name}`);
