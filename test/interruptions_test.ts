@@ -74,27 +74,35 @@ Deno.test("kill -9 in the middle leaves the target as it was; a rerun completes 
   });
 });
 
+/**
+ * Sends `signal` to a CLI run while it writes snapshots (tracks are written;
+ * a gate holds the snapshots' INSERT), and asserts that the backend ends with
+ * the gate still shut: the running statement was cancelled, so the server
+ * ended the transaction and let go of the tables (closing the connection
+ * alone left the backend waiting, holding its locks, until the gate opened).
+ */
+async function signalWhileWritingSnapshots(env: Env, signal: Deno.Signal) {
+  const gate = await holdSnapshotInserts(env);
+  const run = cliCommand(env.flags).spawn();
+  const pid = await gate.waitingPid();
+  run.kill(signal);
+  const status = await run.status;
+  let gone = false;
+  try {
+    gone = await backendEnds(env, pid);
+  } finally {
+    await gate.release();
+  }
+  assert.ok(gone, `backend ${pid} still there with the gate shut`);
+  await run.stdout.cancel();
+  return { status, stderr: await new Response(run.stderr).text() };
+}
+
 Deno.test("Ctrl-C in the middle rolls back and says so", async () => {
   await withTarget(async (env) => {
     const [tracks, snapshots] = bulkRows(2000, 30);
     writeSqlite(env.sqlitePath, tracks, snapshots);
-    const gate = await holdSnapshotInserts(env);
-    const run = cliCommand(env.flags).spawn();
-    const pid = await gate.waitingPid();
-    run.kill("SIGINT");
-    const status = await run.status;
-    // With the gate still shut: its statement was cancelled, so the server
-    // ended the transaction and let go of the tables (closing the connection
-    // alone left the backend waiting, holding its locks, until the gate opened).
-    let gone = false;
-    try {
-      gone = await backendEnds(env, pid);
-    } finally {
-      await gate.release();
-    }
-    assert.ok(gone, `backend ${pid} still there with the gate shut`);
-    await run.stdout.cancel();
-    const stderr = await new Response(run.stderr).text();
+    const { status, stderr } = await signalWhileWritingSnapshots(env, "SIGINT");
     assert.equal(status.code, 130);
     assert.match(stderr, /interrupted: the transaction was rolled back/);
     assert.deepEqual(await counts(env), [0, 0]);
@@ -212,22 +220,7 @@ for (const [signal, code] of [["SIGTERM", 143], ["SIGHUP", 129]] as const) {
     await withTarget(async (env) => {
       const [tracks, snapshots] = bulkRows(1000, 10);
       writeSqlite(env.sqlitePath, tracks, snapshots);
-      const gate = await holdSnapshotInserts(env);
-      const run = cliCommand(env.flags).spawn();
-      const pid = await gate.waitingPid(); // tracks are written, snapshots are being written
-      run.kill(signal);
-      const status = await run.status;
-      // With the gate still shut, as for Ctrl-C: the running statement was
-      // cancelled, not only the connection closed.
-      let gone = false;
-      try {
-        gone = await backendEnds(env, pid);
-      } finally {
-        await gate.release();
-      }
-      assert.ok(gone, `backend ${pid} still there with the gate shut`);
-      await run.stdout.cancel();
-      const stderr = await new Response(run.stderr).text();
+      const { status, stderr } = await signalWhileWritingSnapshots(env, signal);
       assert.equal(status.code, code, stderr);
       assert.match(
         stderr.trim(),
