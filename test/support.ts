@@ -331,23 +331,19 @@ const DENO_DIR: string = JSON.parse(
 ).denoDir;
 
 /** The CLI with an environment of exactly these variables (plus PATH, DENO_DIR), in `cwd`. */
-export async function runCliWith(args: string[], env: Record<string, string>, cwd: string) {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", DENO_JSON, MIGRATE_TS, ...args],
-    cwd,
-    clearEnv: true,
-    env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", DENO_DIR, HOME: cwd, ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+export function runCliWith(args: string[], env: Record<string, string>, cwd: string) {
+  return runDenoWith(["run", "-A", "--config", DENO_JSON, MIGRATE_TS, ...args], env, cwd);
 }
 
 /** `deno task ARGS` run by a user in `cwd`, with exactly these variables (plus PATH, DENO_DIR). */
-export async function runTaskWith(args: string[], env: Record<string, string>, cwd: string) {
+export function runTaskWith(args: string[], env: Record<string, string>, cwd: string) {
+  return runDenoWith(["task", "--quiet", ...args], env, cwd);
+}
+
+/** Deno with these arguments in `cwd`, its environment exactly `env` (plus PATH, DENO_DIR, HOME). */
+async function runDenoWith(args: string[], env: Record<string, string>, cwd: string) {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "--quiet", ...args],
+    args,
     cwd,
     clearEnv: true,
     env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", DENO_DIR, HOME: cwd, ...env },
